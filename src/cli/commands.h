@@ -1,0 +1,22 @@
+// The subcommands of the `edgeloop` binary. Each Add*Command registers its flags on `root` and
+// returns the function that runs it (after parsing), which returns the process exit code.
+#ifndef EDGELOOP_CLI_COMMANDS_H_
+#define EDGELOOP_CLI_COMMANDS_H_
+
+#include <functional>
+
+#include <CLI/CLI.hpp>
+
+namespace edgeloop::cli {
+
+struct Command {
+  CLI::App* app;
+  std::function<int()> run;
+};
+
+Command AddServeCommand(CLI::App& root);
+Command AddVersionCommand(CLI::App& root);
+
+}  // namespace edgeloop::cli
+
+#endif  // EDGELOOP_CLI_COMMANDS_H_

@@ -1,0 +1,78 @@
+#include <iostream>
+#include <memory>
+
+#include "cli/commands.h"
+#include "common/logging.h"
+#include "serving/serve.h"
+
+namespace edgeloop::cli {
+
+Command AddServeCommand(CLI::App& root) {
+  CLI::App* app = root.add_subcommand(
+      "serve", "Serve the models of a model repository (Open Inference Protocol v2 over HTTP)");
+  auto options = std::make_shared<serving::ServeOptions>();
+  auto poll_ms = std::make_shared<int64_t>(1000);
+  auto drain_ms = std::make_shared<int64_t>(30'000);
+  auto header_ms = std::make_shared<int64_t>(10'000);
+  auto body_ms = std::make_shared<int64_t>(30'000);
+  auto idle_ms = std::make_shared<int64_t>(60'000);
+  http::ServerOptions& http = options->http;
+
+  app->add_option("--model-repository", options->model_repository,
+                  "Model repository directory: <model>/<version>/model.yaml")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  app->add_option("--http-address", http.address, "Address to listen on")->capture_default_str();
+  app->add_option("--http-port", http.port, "Port to listen on; 0 picks a free port")
+      ->capture_default_str();
+  app->add_option("--http-threads", http.threads,
+                  "I/O threads, which also run the models (0: one per available CPU)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1024));
+  app->add_option("--max-body-bytes", http.max_body_bytes, "Largest request body (413 beyond)")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{1} << 32));
+  app->add_option("--max-header-bytes", http.max_header_bytes,
+                  "Largest request header block (431 beyond)")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{256}, size_t{1} << 24));
+  app->add_option("--header-timeout-ms", *header_ms,
+                  "Time allowed for a request's headers once its first byte arrived (408)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{3'600'000}));
+  app->add_option("--body-timeout-ms", *body_ms, "Time allowed for a request's body (408)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{3'600'000}));
+  app->add_option("--idle-timeout-ms", *idle_ms, "Keep-alive connections idle this long close")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{86'400'000}));
+  app->add_option("--max-connections", http.max_connections,
+                  "Open connections allowed; more get 503")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1'000'000));
+  app->add_option("--poll-interval-ms", *poll_ms,
+                  "How often to scan the repository for new versions (0: only at start)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{86'400'000}));
+  app->add_option("--drain-timeout-ms", *drain_ms,
+                  "On SIGTERM, how long in-flight requests may take to finish")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{3'600'000}));
+
+  return {app, [=] {
+            options->poll_interval = std::chrono::milliseconds(*poll_ms);
+            options->drain_timeout = std::chrono::milliseconds(*drain_ms);
+            options->http.header_timeout = std::chrono::milliseconds(*header_ms);
+            options->http.body_timeout = std::chrono::milliseconds(*body_ms);
+            options->http.idle_timeout = std::chrono::milliseconds(*idle_ms);
+            const Status status = serving::RunServe(*options);
+            if (!status.ok()) {
+              log::Error("serve failed", {{"error", status}});
+              std::cerr << "edgeloop serve: " << status.message() << "\n";
+              return 1;
+            }
+            return 0;
+          }};
+}
+
+}  // namespace edgeloop::cli

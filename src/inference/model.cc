@@ -1,0 +1,19 @@
+#include "inference/model.h"
+
+#include <system_error>
+
+#include "inference/xgboost_backend.h"
+
+namespace edgeloop::inference {
+
+StatusOr<std::unique_ptr<Model>> LoadModel(const ModelConfig& config) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(config.model_file, ec)) {
+    return NotFoundError("model file " + config.model_file.string() + " does not exist");
+  }
+  if (config.framework == "xgboost") return LoadXgboostModel(config);
+  return UnimplementedError("unknown framework '" + config.framework +
+                            "' (supported: xgboost)");
+}
+
+}  // namespace edgeloop::inference

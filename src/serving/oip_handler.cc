@@ -1,0 +1,280 @@
+#include "serving/oip_handler.h"
+
+#include <nlohmann/json.hpp>
+
+#include <vector>
+
+#include "common/build_info.h"
+#include "common/json_util.h"
+#include "serving/infer_codec.h"
+
+namespace edgeloop::serving {
+namespace {
+
+using http::Method;
+using http::Response;
+using Json = nlohmann::json;
+
+// Splits "/v2/models/m/infer" into {"v2","models","m","infer"}, percent-decoding each segment.
+// Empty segments (double or trailing slashes) are dropped. nullopt for invalid escapes.
+std::optional<std::vector<std::string>> SplitPath(std::string_view path) {
+  std::vector<std::string> segments;
+  std::string current;
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  for (size_t i = 0; i < path.size(); ++i) {
+    const char c = path[i];
+    if (c == '/') {
+      if (!current.empty()) segments.push_back(std::move(current));
+      current.clear();
+    } else if (c == '%') {
+      if (i + 2 >= path.size() || hex(path[i + 1]) < 0 || hex(path[i + 2]) < 0) {
+        return std::nullopt;
+      }
+      current.push_back(static_cast<char>(hex(path[i + 1]) * 16 + hex(path[i + 2])));
+      i += 2;
+    } else {
+      current.push_back(c);
+    }
+  }
+  if (!current.empty()) segments.push_back(std::move(current));
+  return segments;
+}
+
+Response MethodNotAllowed(std::string_view allowed) {
+  Response response = Response::Error(405, "method not allowed; use " + std::string(allowed));
+  response.headers.emplace_back("Allow", std::string(allowed));
+  return response;
+}
+
+Json SpecsToJson(const std::vector<inference::TensorSpec>& specs) {
+  Json list = Json::array();
+  for (const inference::TensorSpec& spec : specs) {
+    list.push_back({{"name", spec.name},
+                    {"datatype", std::string(inference::DataTypeName(spec.datatype))},
+                    {"shape", spec.shape}});
+  }
+  return list;
+}
+
+std::string Dump(const Json& json) {
+  return json.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+}  // namespace
+
+OipHandler::OipHandler(ModelManager* manager, metrics::Registry* registry, Clock* clock,
+                       const std::atomic<bool>* draining)
+    : manager_(manager), registry_(registry), clock_(clock), draining_(draining) {}
+
+void OipHandler::Handle(http::Request request, http::Responder respond) {
+  const auto segments_or = SplitPath(request.path());
+  if (!segments_or) return respond(Response::Error(400, "invalid percent-encoding in the path"));
+  const std::vector<std::string>& s = *segments_or;
+  const Method method = request.method == Method::kHead ? Method::kGet : request.method;
+  const bool get = method == Method::kGet;
+  const bool post = method == Method::kPost;
+
+  if (s.size() == 1 && s[0] == "metrics") {
+    if (!get) return respond(MethodNotAllowed("GET"));
+    Response response = Response::Json(200, registry_->Render());
+    response.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    return respond(std::move(response));
+  }
+  if (s.empty() || s[0] != "v2") {
+    return respond(Response::Error(404, "not found: " + std::string(request.path())));
+  }
+  if (s.size() == 1) {
+    if (!get) return respond(MethodNotAllowed("GET"));
+    return respond(Response::Json(
+        200, Dump({{"name", "edgeloop"},
+                   {"version", build_info::kVersion},
+                   {"extensions", Json::array({"model_repository"})}})));
+  }
+  if (s[1] == "health" && s.size() == 3 && (s[2] == "live" || s[2] == "ready")) {
+    if (!get) return respond(MethodNotAllowed("GET"));
+    if (s[2] == "live") return respond(Response::Json(200, R"({"live":true})"));
+    return respond(ServerReady());
+  }
+  if (s[1] == "models" && s.size() >= 3) {
+    const std::string& model = s[2];
+    std::optional<int64_t> version;
+    size_t rest = 3;
+    if (s.size() >= 5 && s[3] == "versions") {
+      version = ParseVersionDirName(s[4]);
+      if (!version) {
+        return respond(Response::Error(
+            400, "invalid model version '" + s[4] + "': versions are positive integers"));
+      }
+      rest = 5;
+    } else if (s.size() == 4 && s[3] == "versions") {
+      return respond(Response::Error(404, "not found: " + std::string(request.path())));
+    }
+    if (s.size() == rest) {
+      if (!get) return respond(MethodNotAllowed("GET"));
+      return respond(ModelMetadata(model, version));
+    }
+    if (s.size() == rest + 1 && s[rest] == "ready") {
+      if (!get) return respond(MethodNotAllowed("GET"));
+      return respond(ModelReady(model, version));
+    }
+    if (s.size() == rest + 1 && s[rest] == "infer") {
+      if (!post) return respond(MethodNotAllowed("POST"));
+      return Infer(request, model, version, std::move(respond));
+    }
+  }
+  if (s[1] == "repository") {
+    if (s.size() == 3 && s[2] == "index") {
+      if (!post) return respond(MethodNotAllowed("POST"));
+      return respond(RepositoryIndex(request));
+    }
+    if (s.size() == 5 && s[2] == "models" && (s[4] == "load" || s[4] == "unload")) {
+      if (!post) return respond(MethodNotAllowed("POST"));
+      const std::string& model = s[3];
+      if (!request.body.empty()) {
+        Json body = Json::parse(request.body, nullptr, false);
+        if (body.is_discarded() || !body.is_object()) {
+          return respond(Response::Error(400, "the request body must be a JSON object"));
+        }
+        if (body.contains("parameters") && !body["parameters"].empty()) {
+          return respond(Response::Error(
+              501, "load/unload parameters are not supported; change the repository instead"));
+        }
+      }
+      if (s[4] == "unload") {
+        const Status status = manager_->Unload(model);
+        return respond(status.ok() ? Response::Json(200, "{}") : http::ErrorResponse(status));
+      }
+      auto shared = std::make_shared<http::Responder>(std::move(respond));
+      manager_->LoadAsync(model, [shared](Status status) {
+        (*shared)(status.ok() ? Response::Json(200, "{}") : http::ErrorResponse(status));
+      });
+      return;
+    }
+  }
+  respond(Response::Error(404, "not found: " + std::string(request.path())));
+}
+
+Response OipHandler::ServerReady() const {
+  if (draining_ != nullptr && draining_->load()) {
+    return Response::Json(503, R"({"ready":false,"error":"the server is shutting down"})");
+  }
+  const Status status = manager_->Readiness();
+  if (status.ok()) return Response::Json(200, R"({"ready":true})");
+  return Response::Json(503, Dump({{"ready", false}, {"error", status.message()}}));
+}
+
+Response OipHandler::ModelReady(const std::string& model, std::optional<int64_t> version) const {
+  auto servable = manager_->Find(model, version);
+  Json body = {{"name", model}};
+  if (version) body["version"] = std::to_string(*version);
+  if (servable.ok()) {
+    body["ready"] = true;
+    return Response::Json(200, Dump(body));
+  }
+  if (servable.status().code() == StatusCode::kNotFound) {
+    return http::ErrorResponse(servable.status());
+  }
+  body["ready"] = false;
+  body["error"] = servable.status().message();
+  return Response::Json(http::HttpStatusFromStatus(servable.status()), Dump(body));
+}
+
+Response OipHandler::ModelMetadata(const std::string& model,
+                                   std::optional<int64_t> version) const {
+  auto servable = manager_->Find(model, version);
+  if (!servable.ok()) return http::ErrorResponse(servable.status());
+  const ServableVersion& chosen = **servable;
+  Json versions = Json::array();
+  if (version) {
+    versions.push_back(chosen.version_string);
+  } else {
+    for (const auto& ready : manager_->ReadyVersions(model)) {
+      versions.push_back(ready->version_string);
+    }
+  }
+  Json body = {{"name", model},
+               {"versions", versions},
+               {"platform", std::string(chosen.model->platform())},
+               {"inputs", SpecsToJson(chosen.config.inputs)},
+               {"outputs", SpecsToJson(chosen.config.outputs)}};
+  if (!chosen.config.feature_names.empty()) {
+    body["parameters"] = {{"feature_names", chosen.config.feature_names}};
+  }
+  return Response::Json(200, Dump(body));
+}
+
+Response OipHandler::RepositoryIndex(const http::Request& request) const {
+  bool ready_only = false;
+  if (!request.body.empty()) {
+    Json body = Json::parse(request.body, nullptr, false);
+    if (body.is_discarded() || !body.is_object()) {
+      return Response::Error(400, "the request body must be a JSON object");
+    }
+    if (body.contains("ready")) {
+      if (!body["ready"].is_boolean()) return Response::Error(400, "'ready' must be a boolean");
+      ready_only = body["ready"].get<bool>();
+    }
+  }
+  Json list = Json::array();
+  for (const IndexEntry& entry : manager_->Index(ready_only)) {
+    list.push_back({{"name", entry.name},
+                    {"version", entry.version},
+                    {"state", std::string(VersionStateName(entry.state))},
+                    {"reason", entry.reason}});
+  }
+  return Response::Json(200, Dump(list));
+}
+
+void OipHandler::Infer(http::Request& request, const std::string& model,
+                       std::optional<int64_t> version, http::Responder respond) {
+  const Clock::SteadyTime started = clock_->Now();
+  auto found = manager_->Find(model, version);
+  if (!found.ok()) {
+    // Counted without the model's name: names and versions that do not resolve come from
+    // clients and must not grow the metric's label set without bound.
+    Response response = http::ErrorResponse(found.status());
+    manager_->CountUnknownModelRequest(response.status);
+    return respond(std::move(response));
+  }
+  std::shared_ptr<const ServableVersion> servable = std::move(*found);
+  auto parsed = ParseInferRequest(request.body, servable->config);
+  if (!parsed.ok()) {
+    Response response = http::ErrorResponse(parsed.status());
+    servable->metrics.CountRequest(model, servable->version_string, response.status);
+    return respond(std::move(response));
+  }
+
+  BatchItem item;
+  item.inputs = std::move(parsed->inputs);
+  item.output_indices = std::move(parsed->output_indices);
+  item.done = [this, servable, started, id = std::move(parsed->id),
+               respond = std::make_shared<http::Responder>(std::move(respond))](
+                  StatusOr<std::vector<inference::Tensor>> outputs) mutable {
+    Response response =
+        outputs.ok() ? Response::Json(200, SerializeInferResponse(servable->config.name,
+                                                                  servable->version_string, id,
+                                                                  *outputs))
+                     : http::ErrorResponse(outputs.status());
+    servable->metrics.CountRequest(servable->config.name, servable->version_string,
+                                   response.status);
+    servable->metrics.request_seconds->Observe(
+        std::chrono::duration<double>(clock_->Now() - started).count());
+    (*respond)(std::move(response));
+  };
+  if (servable->batcher) {
+    servable->batcher->Submit(std::move(item));
+    return;
+  }
+  const int64_t rows = item.rows();
+  std::vector<BatchItem> batch;
+  batch.push_back(std::move(item));
+  servable->metrics.batch_rows->Observe(static_cast<double>(rows));
+  RunBatch(*servable->model, batch);
+}
+
+}  // namespace edgeloop::serving
