@@ -168,7 +168,10 @@ void ModelManager::ReconcileImpl(bool trust_all, const std::string& trust_model)
   std::vector<LoadJob> jobs;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    for (auto& [name, entry] : models_) entry.present = false;
+    for (auto& [name, entry] : models_) {
+      entry.present = false;
+      for (auto& [number, version] : entry.versions) version.present = false;
+    }
     for (const ModelDir& dir : *scan) {
       ModelEntry& entry = models_[dir.name];
       entry.present = true;
@@ -191,10 +194,7 @@ void ModelManager::ReconcileImpl(bool trust_all, const std::string& trust_model)
         found[version_dir.version] = {version_dir.fingerprint, stable};
       }
       for (auto& [number, version] : entry.versions) {
-        if (!found.count(number)) {
-          version.present = false;
-          version.seen_fingerprint.clear();
-        }
+        if (!found.count(number)) version.seen_fingerprint.clear();
       }
       for (int64_t number : TargetVersionsLocked(entry)) {
         VersionEntry& version = entry.versions[number];

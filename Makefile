@@ -1,0 +1,54 @@
+# edgeloop: the two commands a newcomer needs are `make demo` and `make test`.
+# Both install what they need (scripts/bootstrap, Debian packages only), build and run.
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= $(shell nproc)
+CMAKE_ARGS ?=
+
+.PHONY: all bootstrap configure build test unit-test blackbox-test asan-test demo bench format clean
+
+all: build
+
+bootstrap:
+	@scripts/bootstrap
+
+configure: bootstrap
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEDGELOOP_WERROR=ON \
+	  -DEDGELOOP_BUILD_TESTS=ON -DEDGELOOP_BUILD_BENCH=ON $(CMAKE_ARGS)
+
+build: configure
+	cmake --build $(BUILD) -j $(JOBS)
+
+# Every test: unit tests and black-box tests on the release build, then the unit tests again
+# under AddressSanitizer + UndefinedBehaviorSanitizer.
+test: build
+	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
+	$(MAKE) --no-print-directory asan-test
+
+unit-test: build
+	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) -L unit
+
+blackbox-test: build
+	ctest --test-dir $(BUILD) --output-on-failure -L blackbox
+
+asan-test: bootstrap
+	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DEDGELOOP_SANITIZE=ON \
+	  -DEDGELOOP_WERROR=ON -DEDGELOOP_BUILD_BENCH=OFF $(CMAKE_ARGS)
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS) -L unit
+
+# Serves the bundled example model and prints a curl line that scores a row.
+demo: build
+	scripts/demo $(BUILD)/edgeloop
+
+# bench/serve: edgeloop against FastAPI, Flask, nginx and the in-process compute floor.
+bench: build
+	bench/serve/run --edgeloop $(BUILD)/edgeloop
+
+format:
+	git ls-files '*.cc' '*.h' | xargs clang-format -i
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)
