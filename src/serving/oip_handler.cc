@@ -107,8 +107,9 @@ void OipHandler::Handle(http::Request request, http::Responder respond) {
     if (s.size() >= 5 && s[3] == "versions") {
       version = ParseVersionDirName(s[4]);
       if (!version) {
-        return respond(Response::Error(
-            400, "invalid model version '" + s[4] + "': versions are positive integers"));
+        // No version folder can have this name, so it is an unknown version.
+        return respond(Response::Error(404, "model '" + model + "' has no version '" + s[4] +
+                                                "' (versions are positive integers)"));
       }
       rest = 5;
     } else if (s.size() == 4 && s[3] == "versions") {

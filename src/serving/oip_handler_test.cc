@@ -86,7 +86,7 @@ TEST_F(OipHandlerTest, ModelMetadataAndReadiness) {
   CallJson(Method::kGet, "/v2/models/nope", 404);
   CallJson(Method::kGet, "/v2/models/nope/ready", 404);
   CallJson(Method::kGet, "/v2/models/m/versions/7", 404);
-  CallJson(Method::kGet, "/v2/models/m/versions/abc", 400);
+  CallJson(Method::kGet, "/v2/models/m/versions/abc", 404);
 }
 
 TEST_F(OipHandlerTest, InferReturnsTheModelsPrediction) {
