@@ -38,7 +38,9 @@ class Model {
 // Loads the model described by `config` with the backend that `config.framework` and
 // `config.backend` name. Validates the model file against the declared inputs and outputs
 // (feature count, output shapes and kinds) and fails with kInvalidArgument naming the mismatch.
-// kNotFound when the model file is missing, kUnimplemented for an unknown framework/backend.
+// kNotFound when the model file is missing, kUnimplemented for an unknown framework or a model
+// the chosen backend cannot run (e.g. categorical splits in the native evaluator),
+// kInvalidArgument for an unknown backend name.
 StatusOr<std::unique_ptr<Model>> LoadModel(const ModelConfig& config);
 
 }  // namespace edgeloop::inference

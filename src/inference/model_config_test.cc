@@ -52,8 +52,9 @@ TEST(ModelConfigTest, ParsesEveryField) {
                             {"outputs",
                              "[{name: p, datatype: FP32, shape: [-1], kind: prediction},"
                              " {name: c, datatype: FP32, shape: [-1, 4], kind: contributions}]"},
-                            {"batching", "{max_batch_size: 64, max_queue_delay_us: 100, "
-                                         "max_queue_size: 10}"},
+                            {"batching",
+                             "{max_batch_size: 64, max_queue_delay_us: 100, "
+                             "max_queue_size: 10}"},
                             {"parameters", "{nthread: 2, fast: true}"},
                             {"feature_names", "[a, b, c]"},
                             {"name", "m"},
@@ -136,8 +137,9 @@ TEST(ModelConfigTest, EveryErrorNamesTheProblem) {
       {Yaml({inputs("{name: f, datatype: FP32, shape: [-1, 1.5]}")}), "must be an integer"},
       {Yaml({inputs("{name: f, datatype: FP32, shape: [4, 3]}")}), "must start with -1"},
       {Yaml({inputs("{name: f, datatype: FP32, shape: [-1, -1]}")}), "only in its first"},
-      {Yaml({{"outputs", "[{name: p, datatype: FP32, shape: [-1]}, "
-                         "{name: p, datatype: FP32, shape: [-1, 2]}]"}}),
+      {Yaml({{"outputs",
+              "[{name: p, datatype: FP32, shape: [-1]}, "
+              "{name: p, datatype: FP32, shape: [-1, 2]}]"}}),
        "'outputs' repeats the name 'p'"},
       {Yaml({{"outputs", "[{name: p, datatype: FP32, shape: [-1], kind: [a]}]"}}),
        "'outputs[0].kind' must be a scalar"},
@@ -179,8 +181,8 @@ TEST(ModelConfigTest, LoadsFromTheVersionFolder) {
 
 TEST(ModelConfigTest, ExampleModelYamlParses) {
   const char* source = std::getenv("EDGELOOP_SOURCE_DIR");
-  const std::filesystem::path dir = std::filesystem::path(source ? source : ".") /
-                                    "examples/models/machine-failure/1";
+  const std::filesystem::path dir =
+      std::filesystem::path(source ? source : ".") / "examples/models/machine-failure/1";
   if (!std::filesystem::exists(dir / "model.yaml")) GTEST_SKIP() << "no example at " << dir;
   auto config = LoadModelConfig(dir, "machine-failure", 1);
   ASSERT_TRUE(config.ok()) << config.status();

@@ -9,10 +9,10 @@ namespace edgeloop::inference {
 namespace {
 
 TEST(TensorTest, DataTypeNamesRoundTrip) {
-  const DataType all[] = {DataType::kBool,  DataType::kUint8, DataType::kUint16, DataType::kUint32,
-                          DataType::kUint64, DataType::kInt8, DataType::kInt16,  DataType::kInt32,
-                          DataType::kInt64, DataType::kFp16,  DataType::kBf16,   DataType::kFp32,
-                          DataType::kFp64,  DataType::kBytes};
+  const DataType all[] = {DataType::kBool,   DataType::kUint8, DataType::kUint16, DataType::kUint32,
+                          DataType::kUint64, DataType::kInt8,  DataType::kInt16,  DataType::kInt32,
+                          DataType::kInt64,  DataType::kFp16,  DataType::kBf16,   DataType::kFp32,
+                          DataType::kFp64,   DataType::kBytes};
   for (DataType type : all) {
     auto parsed = DataTypeFromName(DataTypeName(type));
     ASSERT_TRUE(parsed.has_value()) << DataTypeName(type);

@@ -4,28 +4,28 @@
 #include <array>
 #include <cassert>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <utility>
 
 namespace edgeloop::inference {
 
-// feature_flags: the split feature in the low 31 bits, "missing goes left" in the top bit.
 struct TreeEnsemble::PerfectNode {
-  uint32_t feature_flags;
+  uint32_t feature;
   float threshold;
 };
 
 // Children are `left` and `left + 1`. A leaf has left == itself, feature 0, threshold NaN and
-// the default-left bit, so any value, missing or not, keeps a walk on the leaf.
+// default-left set, so any value, missing or not, keeps a walk on the leaf.
 struct TreeEnsemble::GeneralNode {
   float threshold;
-  uint32_t feature_flags;
+  uint32_t feature;
   uint32_t left;
   float value;  // leaves: the output, scaled by the dart weight
 };
 
 struct TreeEnsemble::ShapNode {
-  int32_t left;   // -1 for leaves; indices are into shap_nodes_
+  int32_t left;  // -1 for leaves; indices are into shap_nodes_
   int32_t right;
   int32_t feature;
   float threshold;
@@ -37,28 +37,37 @@ struct TreeEnsemble::ShapNode {
 
 namespace {
 
-constexpr uint32_t kDefaultLeftBit = 1u << 31;
-constexpr uint32_t kFeatureMask = kDefaultLeftBit - 1;
-// Independent walks in flight: enough to overlap the load latencies of a walk step, few enough
-// that the walk indices stay in registers.
-constexpr int kInterleave = 8;
-// Rows per batch chunk: the chunk's feature-major copy and each tree stay in L1 together.
+// Walks in flight together, their positions in registers: 8 trees for one row, or one tree
+// for a block of 8 rows. Measured on the example model: 16 spills registers and is slower,
+// level-by-level walks over more trees (positions in memory) are slower still.
+constexpr size_t kInterleave = 8;
+// Rows per batch chunk: the chunk's copy and one tree stay in L1 cache together.
 constexpr size_t kMaxChunkRows = 64;
 constexpr size_t kChunkFloats = 16384;
+constexpr size_t kCacheLine = 64;
 
-// 1 when a walk at a node with these flags and threshold continues to the right child.
-// XGBoost goes left when value < threshold; missing (NaN) values follow the default child.
+// 1 when a walk continues to the right child. XGBoost goes left when value < threshold, and
+// a missing (NaN) value follows the default child.
 template <bool kMissing>
-inline uint32_t GoRight(uint32_t feature_flags, float threshold, float value) {
+inline uint32_t GoRight(float threshold, float value, uint32_t default_left) {
+  const uint32_t greater_equal = value >= threshold ? 1u : 0u;  // false for NaN
   if constexpr (kMissing) {
-    const uint32_t unordered = std::isunordered(value, threshold) ? 1u : 0u;
-    const uint32_t ge = value >= threshold ? 1u : 0u;
-    return ge | (unordered & ~(feature_flags >> 31));
+    const uint32_t missing = std::isnan(value) ? 1u : 0u;
+    return greater_equal | (missing & (default_left ^ 1u));
   } else {
-    // Without NaN in the row, !(value < threshold) == (value >= threshold); thresholds are
-    // never NaN on internal nodes, and the NaN threshold of a kGeneral leaf keeps it in place.
-    return value >= threshold ? 1u : 0u;
+    // Rows without NaN: !(value < threshold) == (value >= threshold). Internal nodes never
+    // have NaN thresholds, and the NaN threshold of a kGeneral leaf keeps it in place.
+    return greater_equal;
   }
+}
+
+// The first element of `storage` at a cache-line boundary; `storage` has kCacheLine bytes of
+// slack for it.
+template <typename T>
+T* AlignToCacheLine(std::vector<T>& storage) {
+  const uintptr_t address = reinterpret_cast<uintptr_t>(storage.data());
+  const uintptr_t aligned = (address + kCacheLine - 1) & ~uintptr_t{kCacheLine - 1};
+  return storage.data() + (aligned - address) / sizeof(T);
 }
 
 // The nodes reachable from the root in breadth-first order; the two children of a node are
@@ -85,11 +94,6 @@ bool HasNaN(const float* values, size_t count) {
 // -inf does the same under the `x >= threshold` test used here.
 float WalkThreshold(float threshold) {
   return std::isnan(threshold) ? -std::numeric_limits<float>::infinity() : threshold;
-}
-
-uint32_t FeatureFlags(const XgboostTree& tree, int32_t node) {
-  return static_cast<uint32_t>(tree.split_indices[node]) |
-         (tree.default_left[node] ? kDefaultLeftBit : 0u);
 }
 
 // Per-thread scratch, grown on demand and reused, so that steady-state batches do not allocate.
@@ -177,10 +181,9 @@ struct ShapContext {
 // RECURSE: the parent's path is `parent[0 .. parent_length)`; this call's path is built right
 // after it, so each level of the recursion owns a disjoint slice of one arena.
 template <typename Node>
-void ShapRecurse(const ShapContext<Node>& context, int32_t node_index,
-                 const PathElement* parent, int parent_length, float zero_fraction,
-                 float one_fraction, int32_t feature) {
-  PathElement* path = const_cast<PathElement*>(parent) + parent_length;
+void ShapRecurse(const ShapContext<Node>& context, int32_t node_index, PathElement* parent,
+                 int parent_length, float zero_fraction, float one_fraction, int32_t feature) {
+  PathElement* path = parent + parent_length;
   std::copy(parent, parent + parent_length, path);
   ExtendPath(path, parent_length, zero_fraction, one_fraction, feature);
   int length = parent_length + 1;
@@ -260,16 +263,17 @@ StatusOr<std::unique_ptr<TreeEnsemble>> TreeEnsemble::Create(const XgboostModel&
 
   // The perfect layout pays 12 bytes per padded leaf slot; the general one 16 per node.
   const bool perfect_possible = max_depth <= kMaxPerfectDepth;
-  const size_t perfect_bytes = model.trees.size() * ((size_t{1} << max_depth) * 12);
-  const bool perfect_cheap = perfect_bytes <= 2 * 16 * reachable_nodes;
+  const bool perfect_cheap =
+      perfect_possible &&
+      model.trees.size() * ((size_t{1} << max_depth) * 12) <= 2 * 16 * reachable_nodes;
   Layout layout = options.layout;
   if (layout == Layout::kAuto) {
     layout = perfect_possible && perfect_cheap ? Layout::kPerfect : Layout::kGeneral;
   }
   if (layout == Layout::kPerfect && !perfect_possible) {
-    return InvalidArgumentError("the perfect layout needs trees of depth <= " +
-                                std::to_string(kMaxPerfectDepth) + ", the model has depth " +
-                                std::to_string(max_depth));
+    return InvalidArgumentError(
+        "the perfect layout needs trees of depth <= " + std::to_string(kMaxPerfectDepth) +
+        ", the model has depth " + std::to_string(max_depth));
   }
   ensemble->layout_ = layout;
   if (layout == Layout::kPerfect) {
@@ -286,45 +290,52 @@ int64_t TreeEnsemble::prediction_width() const {
   return objective_ == XgboostObjective::kMultiSoftmax ? 1 : num_groups_;
 }
 
-
 void TreeEnsemble::BuildPerfect(const XgboostModel& model) {
   const int depth = depth_;
-  const size_t internal = (size_t{1} << depth) - 1;
-  const size_t leaves = internal + 1;
-  perfect_nodes_.assign(model.trees.size() * internal, PerfectNode{0, 0.0f});
-  perfect_leaves_.assign(model.trees.size() * leaves, 0.0f);
+  const size_t stride = size_t{1} << depth;
+  const size_t trees = model.trees.size();
+  perfect_node_storage_.assign(trees * stride + kCacheLine / sizeof(PerfectNode),
+                               PerfectNode{0, 0.0f});
+  perfect_leaf_storage_.assign(trees * stride + kCacheLine / sizeof(float), 0.0f);
+  perfect_default_left_.assign(trees * stride, 0);
+  PerfectNode* all_nodes = AlignToCacheLine(perfect_node_storage_);
+  float* all_leaves = AlignToCacheLine(perfect_leaf_storage_);
+  perfect_nodes_ = all_nodes;
+  perfect_leaves_ = all_leaves;
   struct Item {
-    int32_t source;   // node in the stored tree
-    uint32_t target;  // heap position in the padded tree
+    int32_t source;  // node in the stored tree
+    size_t target;   // heap position in the padded tree, from 1
     int level;
   };
   std::vector<Item> stack;
-  for (size_t t = 0; t < model.trees.size(); ++t) {
+  for (size_t t = 0; t < trees; ++t) {
     const XgboostTree& tree = model.trees[t];
-    PerfectNode* nodes = perfect_nodes_.data() + t * internal;
-    float* tree_leaves = perfect_leaves_.data() + t * leaves;
-    stack.push_back({0, 0, 0});
+    PerfectNode* nodes = all_nodes + t * stride;
+    uint8_t* default_left = perfect_default_left_.data() + t * stride;
+    float* leaves = all_leaves + t * stride;
+    stack.push_back({0, 1, 0});
     while (!stack.empty()) {
       const Item item = stack.back();
       stack.pop_back();
       if (item.level == depth) {
         // No tree is deeper than depth_, so this is a leaf.
         assert(tree.IsLeaf(item.source));
-        tree_leaves[item.target - internal] = tree.split_conditions[item.source] * tree.weight;
+        leaves[item.target - stride] = tree.split_conditions[item.source] * tree.weight;
         continue;
       }
       int32_t left = item.source;
       int32_t right = item.source;
       if (!tree.IsLeaf(item.source)) {
-        nodes[item.target] = {FeatureFlags(tree, item.source),
+        nodes[item.target] = {static_cast<uint32_t>(tree.split_indices[item.source]),
                               WalkThreshold(tree.split_conditions[item.source])};
+        default_left[item.target] = tree.default_left[item.source];
         left = tree.left_children[item.source];
         right = tree.right_children[item.source];
       }
       // A leaf above the last level is copied into both subtrees of a padding node, so the
       // padding node's split (feature 0, threshold 0) does not matter.
-      stack.push_back({left, 2 * item.target + 1, item.level + 1});
-      stack.push_back({right, 2 * item.target + 2, item.level + 1});
+      stack.push_back({left, 2 * item.target, item.level + 1});
+      stack.push_back({right, 2 * item.target + 1, item.level + 1});
     }
   }
 }
@@ -339,12 +350,15 @@ void TreeEnsemble::BuildGeneral(const XgboostModel& model) {
     for (size_t i = 0; i < order.size(); ++i) {
       const int32_t node = order[i];
       if (tree.IsLeaf(node)) {
-        general_nodes_.push_back({std::numeric_limits<float>::quiet_NaN(), kDefaultLeftBit,
+        general_nodes_.push_back({std::numeric_limits<float>::quiet_NaN(), 0,
                                   base + static_cast<uint32_t>(i),
                                   tree.split_conditions[node] * tree.weight});
+        general_default_left_.push_back(1);
       } else {
         general_nodes_.push_back({WalkThreshold(tree.split_conditions[node]),
-                                  FeatureFlags(tree, node), base + next_child, 0.0f});
+                                  static_cast<uint32_t>(tree.split_indices[node]),
+                                  base + next_child, 0.0f});
+        general_default_left_.push_back(tree.default_left[node]);
         next_child += 2;
       }
     }
@@ -377,8 +391,8 @@ void TreeEnsemble::BuildShap(const XgboostModel& model) {
       }
       shap_nodes_.push_back(shap);
     }
-    // Children come after their parents, so a reverse sweep sees children first. Same float
-    // operations as XGBoost's node mean values, so the bias matches it bit for bit.
+    // Children come after their parents, so a reverse sweep sees children first. The float
+    // operations follow the definition of XGBoost's node mean values, so the bias rounds alike.
     for (size_t i = order.size(); i-- > 0;) {
       ShapNode& node = shap_nodes_[base + i];
       if (node.left < 0) {
@@ -400,46 +414,48 @@ void TreeEnsemble::BuildShap(const XgboostModel& model) {
 
 template <int kDepth, bool kMissing>
 void TreeEnsemble::AddRowPerfect(const float* row, float* margin) const {
-  constexpr size_t kInternal = (size_t{1} << kDepth) - 1;
-  constexpr size_t kLeaves = kInternal + 1;
+  constexpr size_t kStride = size_t{1} << kDepth;
   const size_t num_trees = groups_.size();
-  const PerfectNode* nodes = perfect_nodes_.data();
-  const float* leaves = perfect_leaves_.data();
   const int32_t* groups = groups_.data();
   const bool single_group = num_groups_ == 1;
   float sum = margin[0];
   size_t t = 0;
   for (; t + kInterleave <= num_trees; t += kInterleave) {
-    const PerfectNode* block = nodes + t * kInternal;
-    uint32_t index[kInterleave] = {};
+    const PerfectNode* nodes = perfect_nodes_ + t * kStride;
+    const uint8_t* default_left = perfect_default_left_.data() + t * kStride;
+    uint32_t index[kInterleave];
+    for (size_t k = 0; k < kInterleave; ++k) index[k] = 1;
 #pragma GCC unroll 16
     for (int level = 0; level < kDepth; ++level) {
 #pragma GCC unroll 16
-      for (int k = 0; k < kInterleave; ++k) {
-        const PerfectNode node = block[k * kInternal + index[k]];
-        const float value = row[node.feature_flags & kFeatureMask];
-        index[k] = 2 * index[k] + 1 + GoRight<kMissing>(node.feature_flags, node.threshold, value);
+      for (size_t k = 0; k < kInterleave; ++k) {
+        const PerfectNode& node = nodes[k * kStride + index[k]];
+        const uint32_t left_default = kMissing ? default_left[k * kStride + index[k]] : 0u;
+        index[k] =
+            2 * index[k] + GoRight<kMissing>(node.threshold, row[node.feature], left_default);
       }
     }
-    const float* leaf_block = leaves + t * kLeaves;
-    float out[kInterleave];
-    for (int k = 0; k < kInterleave; ++k) out[k] = leaf_block[k * kLeaves + index[k] - kInternal];
     // Added in tree order, as XGBoost does.
+    // A walk ends at heap position kStride + leaf.
+    const float* leaves = perfect_leaves_ + t * kStride;
     if (single_group) {
-      for (int k = 0; k < kInterleave; ++k) sum += out[k];
+      for (size_t k = 0; k < kInterleave; ++k) sum += leaves[k * kStride + index[k] - kStride];
     } else {
-      for (int k = 0; k < kInterleave; ++k) margin[groups[t + k]] += out[k];
+      for (size_t k = 0; k < kInterleave; ++k) {
+        margin[groups[t + k]] += leaves[k * kStride + index[k] - kStride];
+      }
     }
   }
   for (; t < num_trees; ++t) {
-    const PerfectNode* tree = nodes + t * kInternal;
-    uint32_t index = 0;
+    const PerfectNode* nodes = perfect_nodes_ + t * kStride;
+    const uint8_t* default_left = perfect_default_left_.data() + t * kStride;
+    uint32_t index = 1;
     for (int level = 0; level < kDepth; ++level) {
-      const PerfectNode node = tree[index];
-      const float value = row[node.feature_flags & kFeatureMask];
-      index = 2 * index + 1 + GoRight<kMissing>(node.feature_flags, node.threshold, value);
+      const PerfectNode& node = nodes[index];
+      const uint32_t left_default = kMissing ? default_left[index] : 0u;
+      index = 2 * index + GoRight<kMissing>(node.threshold, row[node.feature], left_default);
     }
-    const float out = leaves[t * kLeaves + index - kInternal];
+    const float out = perfect_leaves_[t * kStride + index - kStride];
     if (single_group) {
       sum += out;
     } else {
@@ -453,6 +469,7 @@ template <bool kMissing>
 void TreeEnsemble::AddRowGeneral(const float* row, float* margin) const {
   const size_t num_trees = groups_.size();
   const GeneralNode* nodes = general_nodes_.data();
+  const uint8_t* default_left = general_default_left_.data();
   const int32_t* groups = groups_.data();
   const bool single_group = num_groups_ == 1;
   float sum = margin[0];
@@ -460,33 +477,31 @@ void TreeEnsemble::AddRowGeneral(const float* row, float* margin) const {
   for (; t + kInterleave <= num_trees; t += kInterleave) {
     uint32_t index[kInterleave];
     int32_t depth = 0;
-    for (int k = 0; k < kInterleave; ++k) {
+    for (size_t k = 0; k < kInterleave; ++k) {
       index[k] = general_roots_[t + k];
       depth = std::max(depth, general_depths_[t + k]);
     }
     // Walks that reach a leaf early stay on it.
     for (int32_t level = 0; level < depth; ++level) {
 #pragma GCC unroll 16
-      for (int k = 0; k < kInterleave; ++k) {
+      for (size_t k = 0; k < kInterleave; ++k) {
         const GeneralNode& node = nodes[index[k]];
-        const float value = row[node.feature_flags & kFeatureMask];
-        index[k] = node.left + GoRight<kMissing>(node.feature_flags, node.threshold, value);
+        const uint32_t left_default = kMissing ? default_left[index[k]] : 0u;
+        index[k] = node.left + GoRight<kMissing>(node.threshold, row[node.feature], left_default);
       }
     }
-    float out[kInterleave];
-    for (int k = 0; k < kInterleave; ++k) out[k] = nodes[index[k]].value;
     if (single_group) {
-      for (int k = 0; k < kInterleave; ++k) sum += out[k];
+      for (size_t k = 0; k < kInterleave; ++k) sum += nodes[index[k]].value;
     } else {
-      for (int k = 0; k < kInterleave; ++k) margin[groups[t + k]] += out[k];
+      for (size_t k = 0; k < kInterleave; ++k) margin[groups[t + k]] += nodes[index[k]].value;
     }
   }
   for (; t < num_trees; ++t) {
     uint32_t index = general_roots_[t];
     for (int32_t level = 0; level < general_depths_[t]; ++level) {
       const GeneralNode& node = nodes[index];
-      const float value = row[node.feature_flags & kFeatureMask];
-      index = node.left + GoRight<kMissing>(node.feature_flags, node.threshold, value);
+      const uint32_t left_default = kMissing ? default_left[index] : 0u;
+      index = node.left + GoRight<kMissing>(node.threshold, row[node.feature], left_default);
     }
     if (single_group) {
       sum += nodes[index].value;
@@ -498,61 +513,66 @@ void TreeEnsemble::AddRowGeneral(const float* row, float* margin) const {
 }
 
 template <int kDepth, bool kMissing>
-void TreeEnsemble::AddBlockPerfect(const float* columns, size_t stride, size_t num_rows,
-                                   float* margins) const {
-  constexpr size_t kInternal = (size_t{1} << kDepth) - 1;
-  constexpr size_t kLeaves = kInternal + 1;
+void TreeEnsemble::AddBlocksPerfect(const float* columns, size_t num_blocks, float* margins) const {
+  constexpr size_t kStride = size_t{1} << kDepth;
   const size_t num_trees = groups_.size();
   const size_t num_groups = static_cast<size_t>(num_groups_);
+  const size_t block_floats = static_cast<size_t>(num_features_) * kInterleave;
   for (size_t t = 0; t < num_trees; ++t) {
-    const PerfectNode* tree = perfect_nodes_.data() + t * kInternal;
-    const float* leaves = perfect_leaves_.data() + t * kLeaves;
+    const PerfectNode* nodes = perfect_nodes_ + t * kStride;
+    const uint8_t* default_left = perfect_default_left_.data() + t * kStride;
+    const float* leaves = perfect_leaves_ + t * kStride;
     float* out = margins + groups_[t];
-    for (size_t first = 0; first < num_rows; first += kInterleave) {
-      const float* block = columns + first;
-      uint32_t index[kInterleave] = {};
+    for (size_t b = 0; b < num_blocks; ++b) {
+      const float* block = columns + b * block_floats;
+      uint32_t index[kInterleave];
+      for (size_t k = 0; k < kInterleave; ++k) index[k] = 1;
 #pragma GCC unroll 16
       for (int level = 0; level < kDepth; ++level) {
 #pragma GCC unroll 16
-        for (int k = 0; k < kInterleave; ++k) {
-          const PerfectNode node = tree[index[k]];
-          const float value = block[(node.feature_flags & kFeatureMask) * stride + k];
+        for (size_t k = 0; k < kInterleave; ++k) {
+          const PerfectNode& node = nodes[index[k]];
+          const uint32_t left_default = kMissing ? default_left[index[k]] : 0u;
           index[k] =
-              2 * index[k] + 1 + GoRight<kMissing>(node.feature_flags, node.threshold, value);
+              2 * index[k] + GoRight<kMissing>(node.threshold,
+                                               block[node.feature * kInterleave + k], left_default);
         }
       }
-      for (int k = 0; k < kInterleave; ++k) {
-        out[(first + k) * num_groups] += leaves[index[k] - kInternal];
+      float* block_out = out + b * kInterleave * num_groups;
+      for (size_t k = 0; k < kInterleave; ++k) {
+        block_out[k * num_groups] += leaves[index[k] - kStride];
       }
     }
   }
 }
 
 template <bool kMissing>
-void TreeEnsemble::AddBlockGeneral(const float* columns, size_t stride, size_t num_rows,
-                                   float* margins) const {
+void TreeEnsemble::AddBlocksGeneral(const float* columns, size_t num_blocks, float* margins) const {
   const size_t num_trees = groups_.size();
   const size_t num_groups = static_cast<size_t>(num_groups_);
+  const size_t block_floats = static_cast<size_t>(num_features_) * kInterleave;
   const GeneralNode* nodes = general_nodes_.data();
+  const uint8_t* default_left = general_default_left_.data();
   for (size_t t = 0; t < num_trees; ++t) {
     const uint32_t root = general_roots_[t];
     const int32_t depth = general_depths_[t];
     float* out = margins + groups_[t];
-    for (size_t first = 0; first < num_rows; first += kInterleave) {
-      const float* block = columns + first;
+    for (size_t b = 0; b < num_blocks; ++b) {
+      const float* block = columns + b * block_floats;
       uint32_t index[kInterleave];
-      for (int k = 0; k < kInterleave; ++k) index[k] = root;
+      for (size_t k = 0; k < kInterleave; ++k) index[k] = root;
       for (int32_t level = 0; level < depth; ++level) {
 #pragma GCC unroll 16
-        for (int k = 0; k < kInterleave; ++k) {
+        for (size_t k = 0; k < kInterleave; ++k) {
           const GeneralNode& node = nodes[index[k]];
-          const float value = block[(node.feature_flags & kFeatureMask) * stride + k];
-          index[k] = node.left + GoRight<kMissing>(node.feature_flags, node.threshold, value);
+          const uint32_t left_default = kMissing ? default_left[index[k]] : 0u;
+          index[k] =
+              node.left + GoRight<kMissing>(node.threshold, block[node.feature * kInterleave + k],
+                                            left_default);
         }
       }
-      for (int k = 0; k < kInterleave; ++k) {
-        out[(first + k) * num_groups] += nodes[index[k]].value;
-      }
+      float* block_out = out + b * kInterleave * num_groups;
+      for (size_t k = 0; k < kInterleave; ++k) block_out[k * num_groups] += nodes[index[k]].value;
     }
   }
 }
@@ -570,10 +590,12 @@ void TreeEnsemble::AddRow(const float* row, float* margin) const {
   using RowFn = void (TreeEnsemble::*)(const float*, float*) const;
   static constexpr auto kWithMissing = []<size_t... D>(std::index_sequence<D...>) {
     return std::array<RowFn, sizeof...(D)>{&TreeEnsemble::AddRowPerfect<D, true>...};
-  }(std::make_index_sequence<kMaxPerfectDepth + 1>());
+  }
+  (std::make_index_sequence<kMaxPerfectDepth + 1>());
   static constexpr auto kWithoutMissing = []<size_t... D>(std::index_sequence<D...>) {
     return std::array<RowFn, sizeof...(D)>{&TreeEnsemble::AddRowPerfect<D, false>...};
-  }(std::make_index_sequence<kMaxPerfectDepth + 1>());
+  }
+  (std::make_index_sequence<kMaxPerfectDepth + 1>());
   (this->*(missing ? kWithMissing : kWithoutMissing)[depth_])(row, margin);
 }
 
@@ -581,51 +603,55 @@ void TreeEnsemble::AddBatch(const float* rows, size_t num_rows, float* margins) 
   const size_t num_features = static_cast<size_t>(num_features_);
   const size_t num_groups = static_cast<size_t>(num_groups_);
   const size_t chunk = std::clamp(kChunkFloats / num_features / kInterleave * kInterleave,
-                                  static_cast<size_t>(kInterleave), kMaxChunkRows);
+                                  kInterleave, kMaxChunkRows);
   std::vector<float>& columns = ColumnScratch();
   if (columns.size() < chunk * num_features) columns.resize(chunk * num_features);
 
-  using BlockFn = void (TreeEnsemble::*)(const float*, size_t, size_t, float*) const;
+  using BlockFn = void (TreeEnsemble::*)(const float*, size_t, float*) const;
   static constexpr auto kWithMissing = []<size_t... D>(std::index_sequence<D...>) {
-    return std::array<BlockFn, sizeof...(D)>{&TreeEnsemble::AddBlockPerfect<D, true>...};
-  }(std::make_index_sequence<kMaxPerfectDepth + 1>());
+    return std::array<BlockFn, sizeof...(D)>{&TreeEnsemble::AddBlocksPerfect<D, true>...};
+  }
+  (std::make_index_sequence<kMaxPerfectDepth + 1>());
   static constexpr auto kWithoutMissing = []<size_t... D>(std::index_sequence<D...>) {
-    return std::array<BlockFn, sizeof...(D)>{&TreeEnsemble::AddBlockPerfect<D, false>...};
-  }(std::make_index_sequence<kMaxPerfectDepth + 1>());
+    return std::array<BlockFn, sizeof...(D)>{&TreeEnsemble::AddBlocksPerfect<D, false>...};
+  }
+  (std::make_index_sequence<kMaxPerfectDepth + 1>());
 
   for (size_t begin = 0; begin < num_rows; begin += chunk) {
     const size_t count = std::min(chunk, num_rows - begin);
-    const size_t blocked = count / kInterleave * kInterleave;
-    if (blocked > 0) {
-      // Feature-major copy: the rows of a block are then adjacent for every feature.
+    const size_t num_blocks = count / kInterleave;
+    if (num_blocks > 0) {
+      // Blocks of kInterleave rows, each feature-major: feature f of the block's row k at
+      // block[f * kInterleave + k], so that the walks of one block read adjacent values.
       const float* source = rows + begin * num_features;
       float* target = columns.data();
-      for (size_t r = 0; r < blocked; ++r) {
-        for (size_t f = 0; f < num_features; ++f) {
-          target[f * blocked + r] = source[r * num_features + f];
+      for (size_t b = 0; b < num_blocks; ++b) {
+        float* block = target + b * kInterleave * num_features;
+        for (size_t k = 0; k < kInterleave; ++k) {
+          const float* row = source + (b * kInterleave + k) * num_features;
+          for (size_t f = 0; f < num_features; ++f) block[f * kInterleave + k] = row[f];
         }
       }
-      const bool missing = HasNaN(source, blocked * num_features);
+      const bool missing = HasNaN(source, num_blocks * kInterleave * num_features);
       float* out = margins + begin * num_groups;
       if (layout_ == Layout::kGeneral) {
         if (missing) {
-          AddBlockGeneral<true>(target, blocked, blocked, out);
+          AddBlocksGeneral<true>(target, num_blocks, out);
         } else {
-          AddBlockGeneral<false>(target, blocked, blocked, out);
+          AddBlocksGeneral<false>(target, num_blocks, out);
         }
       } else {
-        (this->*(missing ? kWithMissing : kWithoutMissing)[depth_])(target, blocked, blocked,
-                                                                     out);
+        (this->*(missing ? kWithMissing : kWithoutMissing)[depth_])(target, num_blocks, out);
       }
     }
-    for (size_t r = blocked; r < count; ++r) {
+    // The last rows of a batch that do not fill a block.
+    for (size_t r = num_blocks * kInterleave; r < count; ++r) {
       AddRow(rows + (begin + r) * num_features, margins + (begin + r) * num_groups);
     }
   }
 }
 
-void TreeEnsemble::PredictMargin(std::span<const float> features,
-                                 std::span<float> margins) const {
+void TreeEnsemble::PredictMargin(std::span<const float> features, std::span<float> margins) const {
   const size_t num_features = static_cast<size_t>(num_features_);
   const size_t num_groups = static_cast<size_t>(num_groups_);
   const size_t rows = features.size() / num_features;
@@ -739,8 +765,7 @@ void TreeEnsemble::PredictContributions(std::span<const float> features,
       for (const int32_t* f = features_begin; f != features_end; ++f) tree_phi[*f] = 0.0f;
       const ShapNode& root = shap_nodes_[shap_roots_[t]];
       tree_phi[num_features] = root.mean;
-      ShapRecurse(context, static_cast<int32_t>(shap_roots_[t]), arena.data(), 0, 1.0f, 1.0f,
-                  -1);
+      ShapRecurse(context, static_cast<int32_t>(shap_roots_[t]), arena.data(), 0, 1.0f, 1.0f, -1);
       float* out = row_out + static_cast<size_t>(groups_[t]) * width;
       const float weight = tree_weights_[t];
       for (const int32_t* f = features_begin; f != features_end; ++f) {

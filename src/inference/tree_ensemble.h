@@ -1,27 +1,28 @@
 // TreeEnsemble: the native evaluator for XGBoost tree models (gbtree and dart).
 //
 // Create() compiles a parsed model (xgboost_json.h) into a compact layout:
-//  - kPerfect: every tree padded to a perfect binary tree of the model's depth D (<= 8), nodes
-//    in heap order (children of i are 2i+1 and 2i+2), 8 bytes per internal node and a separate
-//    leaf array, so a walk is D steps of "load node, load feature, compare, index arithmetic"
-//    with no branches and no child pointers. Used when padding costs at most 2x the memory.
-//  - kGeneral: nodes in breadth-first order with adjacent children (16 bytes each) and leaves
-//    that point to themselves, so walks of a fixed number of steps need no leaf test.
-// Rows are evaluated without data-dependent branches; several walks are interleaved (8 trees
-// for one row, 8 rows per tree in batches) so their memory latencies overlap, and batches run
-// tree by tree over blocks of rows so each tree stays in L1 cache. Rows without NaN take a
-// kernel that skips the missing-value test.
+//  - kPerfect: every tree padded to a perfect binary tree of the model's depth D (<= 8), 2^D
+//    slots per tree, each tree cache-line aligned: 8-byte nodes {feature, threshold} in heap
+//    order (children of i are 2i and 2i + 1), then the 2^D leaves. A walk is D steps of "load
+//    node, load feature value, compare, index = 2 * index + go_right": no branches and no child
+//    pointers. Used when padding costs at most 2x the memory of the general layout.
+//  - kGeneral: nodes in breadth-first order with adjacent children (16 bytes each), leaves that
+//    point to themselves, so walks of a fixed number of steps need no leaf test.
+// Default directions for missing values sit in a separate byte array that only the kernels for
+// rows containing NaN read. Walks are interleaved so their load latencies overlap: for one row,
+// 8 trees at a time; for batches, tree by tree over blocks of 8 rows (copied feature-major),
+// so each tree stays in L1 cache for the whole batch chunk.
 //
 // Results equal XGBoost's CPU predictor (1.7): margins accumulate in float, tree by tree in
 // model order, starting from the base margin; dart trees are scaled by their weight_drop; then
 // the objective's transform. A value `x` goes left when `x < split_condition`, NaN (missing)
 // goes to the node's default child. Contributions are exact TreeSHAP (Lundberg, Erion and Lee,
 // "Consistent Individualized Feature Attribution for Tree Ensembles", Algorithm 2) over the
-// node covers, laid out like XGBoost's pred_contribs.
+// node covers (sum_hessian), laid out like XGBoost's pred_contribs.
 //
-// Thread safety: immutable after Create(); all const methods may run concurrently. They use a
-// small per-thread scratch buffer for batches and allocate only for contributions and for
-// multi:softmax predictions of more than one row chunk.
+// Thread safety: immutable after Create(); all const methods may run concurrently. Batches and
+// multi:softmax predictions use per-thread scratch buffers that are allocated once per thread
+// and reused; PredictContributions allocates its scratch per call.
 #ifndef EDGELOOP_INFERENCE_TREE_ENSEMBLE_H_
 #define EDGELOOP_INFERENCE_TREE_ENSEMBLE_H_
 
@@ -82,8 +83,7 @@ class TreeEnsemble {
   // same memory as `margins` (exactly, not partially overlapping).
   void TransformMargins(std::span<const float> margins, std::span<float> predictions) const;
   // TreeSHAP contributions, [rows, num_groups(), num_features() + 1].
-  void PredictContributions(std::span<const float> features,
-                            std::span<float> contributions) const;
+  void PredictContributions(std::span<const float> features, std::span<float> contributions) const;
 
  private:
   struct PerfectNode;
@@ -105,12 +105,11 @@ class TreeEnsemble {
   void AddRowPerfect(const float* row, float* margin) const;
   template <bool kMissing>
   void AddRowGeneral(const float* row, float* margin) const;
+  // `columns` holds `num_blocks` blocks of 8 rows, each feature-major (see AddBatch).
   template <int kDepth, bool kMissing>
-  void AddBlockPerfect(const float* columns, size_t stride, size_t num_rows,
-                       float* margins) const;
+  void AddBlocksPerfect(const float* columns, size_t num_blocks, float* margins) const;
   template <bool kMissing>
-  void AddBlockGeneral(const float* columns, size_t stride, size_t num_rows,
-                       float* margins) const;
+  void AddBlocksGeneral(const float* columns, size_t num_blocks, float* margins) const;
 
   int64_t num_features_ = 0;
   int64_t num_groups_ = 1;
@@ -121,11 +120,17 @@ class TreeEnsemble {
 
   std::vector<int32_t> groups_;  // output group per tree
 
-  // kPerfect: tree t's internal nodes at [t * (2^D - 1), ...), its leaves at [t * 2^D, ...).
-  std::vector<PerfectNode> perfect_nodes_;
-  std::vector<float> perfect_leaves_;  // already scaled by the dart weight
+  // kPerfect: 2^D slots per tree, tree t at t * 2^D, each tree's block 64-byte aligned. Nodes
+  // in heap order from 1 (children of i: 2i, 2i + 1; slot 0 unused); leaves, already scaled by
+  // the dart weight, in order; default_left per node, read only for rows with NaN.
+  std::vector<PerfectNode> perfect_node_storage_;
+  std::vector<float> perfect_leaf_storage_;
+  const PerfectNode* perfect_nodes_ = nullptr;  // aligned, into perfect_node_storage_
+  const float* perfect_leaves_ = nullptr;       // aligned, into perfect_leaf_storage_
+  std::vector<uint8_t> perfect_default_left_;
   // kGeneral: tree t's root at general_roots_[t], its depth in general_depths_[t].
   std::vector<GeneralNode> general_nodes_;
+  std::vector<uint8_t> general_default_left_;
   std::vector<uint32_t> general_roots_;
   std::vector<int32_t> general_depths_;
 

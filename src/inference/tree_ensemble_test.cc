@@ -138,12 +138,13 @@ void Train(const Dataset& data, const std::map<std::string, std::string>& params
   for (const auto& [key, value] : params) {
     XGB_CHECK(XGBoosterSetParam(booster->get(), key.c_str(), value.c_str()));
   }
-  for (int i = 0; i < rounds; ++i) XGB_CHECK(XGBoosterUpdateOneIter(booster->get(), i, train.get()));
+  for (int i = 0; i < rounds; ++i)
+    XGB_CHECK(XGBoosterUpdateOneIter(booster->get(), i, train.get()));
 }
 
 // XGBoost's prediction through a DMatrix: type 0 = transformed, 1 = margin, 2 = contributions.
-std::vector<float> XgboostPredict(const Booster& booster, const std::vector<float>& x,
-                                  size_t rows, size_t features, int type) {
+std::vector<float> XgboostPredict(const Booster& booster, const std::vector<float>& x, size_t rows,
+                                  size_t features, int type) {
   DMatrix matrix(x, rows, features);
   const std::string config = "{\"type\": " + std::to_string(type) +
                              ", \"training\": false, \"iteration_begin\": 0, "
@@ -151,8 +152,8 @@ std::vector<float> XgboostPredict(const Booster& booster, const std::vector<floa
   const bst_ulong* shape = nullptr;
   bst_ulong dims = 0;
   const float* result = nullptr;
-  EXPECT_EQ(XGBoosterPredictFromDMatrix(booster.get(), matrix.get(), config.c_str(), &shape,
-                                        &dims, &result),
+  EXPECT_EQ(XGBoosterPredictFromDMatrix(booster.get(), matrix.get(), config.c_str(), &shape, &dims,
+                                        &result),
             0)
       << XGBGetLastError();
   size_t count = 1;
@@ -221,8 +222,7 @@ TEST_P(MatchesXgboostTest, PredictionsMarginsAndContributions) {
     const Dataset test = MakeData(1000, kFeatures, c.task, c.classes, 99, 0.10);
     const std::vector<float> want_prediction =
         XgboostPredict(booster, test.x, test.rows, kFeatures, 0);
-    const std::vector<float> want_margin =
-        XgboostPredict(booster, test.x, test.rows, kFeatures, 1);
+    const std::vector<float> want_margin = XgboostPredict(booster, test.x, test.rows, kFeatures, 1);
     const std::vector<float> want_contributions =
         XgboostPredict(booster, test.x, test.rows, kFeatures, 2);
 
@@ -232,8 +232,8 @@ TEST_P(MatchesXgboostTest, PredictionsMarginsAndContributions) {
       if (layout == TreeEnsemble::Layout::kPerfect && !ensemble.ok()) continue;  // too deep
       ASSERT_TRUE(ensemble.ok()) << ensemble.status();
       const TreeEnsemble& model = **ensemble;
-      const std::string what = c.name + extension + " layout " +
-                               std::to_string(static_cast<int>(model.layout()));
+      const std::string what =
+          c.name + extension + " layout " + std::to_string(static_cast<int>(model.layout()));
       const size_t groups = static_cast<size_t>(model.num_groups());
       const size_t width = static_cast<size_t>(model.prediction_width());
       ASSERT_EQ(want_prediction.size(), test.rows * width);
@@ -251,8 +251,9 @@ TEST_P(MatchesXgboostTest, PredictionsMarginsAndContributions) {
                              test.x.begin() + (100 + rows) * kFeatures);
         std::vector<float> out(rows * width);
         model.Predict(x, out);
-        ExpectClose(out, std::vector<float>(want_prediction.begin() + 100 * width,
-                                            want_prediction.begin() + (100 + rows) * width),
+        ExpectClose(out,
+                    std::vector<float>(want_prediction.begin() + 100 * width,
+                                       want_prediction.begin() + (100 + rows) * width),
                     1e-6, what + " prediction of " + std::to_string(rows) + " rows");
       }
 
@@ -276,17 +277,15 @@ std::vector<Case> Cases() {
        P{{"objective", "binary:logistic"}, {"max_depth", "2"}, {"base_score", "0.3"}}, 30},
       {"binary_logitraw_base_score", Task::kBinary, 0,
        P{{"objective", "binary:logitraw"}, {"base_score", "0.7"}}, 20},
-      {"reg_logistic", Task::kBinary, 0, P{{"objective", "reg:logistic"}, {"max_depth", "4"}},
-       20},
+      {"reg_logistic", Task::kBinary, 0, P{{"objective", "reg:logistic"}, {"max_depth", "4"}}, 20},
       {"multi_softprob", Task::kMulticlass, 4,
        P{{"objective", "multi:softprob"}, {"max_depth", "4"}}, 15},
-      {"multi_softmax", Task::kMulticlass, 3,
-       P{{"objective", "multi:softmax"}, {"max_depth", "5"}}, 15},
+      {"multi_softmax", Task::kMulticlass, 3, P{{"objective", "multi:softmax"}, {"max_depth", "5"}},
+       15},
       {"squarederror_depth8", Task::kRegression, 0,
        P{{"objective", "reg:squarederror"}, {"max_depth", "8"}}, 20},
       {"squarederror_depth11_general", Task::kRegression, 0,
-       P{{"objective", "reg:squarederror"}, {"max_depth", "11"}, {"min_child_weight", "0"}},
-       10},
+       P{{"objective", "reg:squarederror"}, {"max_depth", "11"}, {"min_child_weight", "0"}}, 10},
       {"squarederror_lossguide", Task::kRegression, 0,
        P{{"objective", "reg:squarederror"},
          {"tree_method", "hist"},
@@ -364,10 +363,10 @@ TEST(TreeEnsembleTest, ExampleModelMatchesXgboost) {
   XGB_CHECK(XGBoosterSetParam(booster.get(), "nthread", "1"));
 
   // Rows around the training distribution (see scripts/make_example_model.py), some missing.
-  const float means[20] = {70, 2.0, 6.0, 5.0, 1500, 12, 400, 8, 60, 0.8,
-                           45, 22, 70,  30,  120,  75, 40,  20, 300, 1};
-  const float scales[20] = {8, 0.6, 2.0, 0.8, 200, 3, 10, 2, 6, 0.1,
-                            10, 4, 15, 5, 60, 6, 8, 4, 200, 1.5};
+  const float means[20] = {70, 2.0, 6.0, 5.0, 1500, 12, 400, 8,  60,  0.8,
+                           45, 22,  70,  30,  120,  75, 40,  20, 300, 1};
+  const float scales[20] = {8,  0.6, 2.0, 0.8, 200, 3, 10, 2, 6,   0.1,
+                            10, 4,   15,  5,   60,  6, 8,  4, 200, 1.5};
   std::mt19937 rng(3);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   const size_t rows = 500;
@@ -440,7 +439,8 @@ TEST(TreeEnsembleTest, NonFiniteLiteralsAsXgboostWritesThem) {
   // (x < NaN is false); words inside strings are left alone.
   std::string text = OneSplitModel(1);
   text.replace(text.find("[0.5, -1.0, 1.0]"), 16, "[NaN, -Infinity, 1.0]");
-  text.replace(text.find("\"version\""), 9, "\"feature_names\": [\"NaN\", \"x-Infinity\"], \"version\"");
+  text.replace(text.find("\"version\""), 9,
+               "\"feature_names\": [\"NaN\", \"x-Infinity\"], \"version\"");
   for (auto layout : {TreeEnsemble::Layout::kPerfect, TreeEnsemble::Layout::kGeneral}) {
     auto model = Compile(text, layout);
     ASSERT_TRUE(model.ok()) << model.status();
@@ -492,11 +492,11 @@ TEST(XgboostJsonTest, RejectsMalformedFiles) {
     EXPECT_NE(at, std::string::npos) << from;
     return text.replace(at, from.size(), to);
   };
-  EXPECT_THAT(message(replace("\"right_children\": [2, -1, -1]", "\"right_children\": [7, -1, -1]")),
-              HasSubstr("out of range"));
   EXPECT_THAT(
-      message(replace("\"right_children\": [2, -1, -1]", "\"right_children\": [2, 0, -1]")),
-      HasSubstr("right child but no left"));
+      message(replace("\"right_children\": [2, -1, -1]", "\"right_children\": [7, -1, -1]")),
+      HasSubstr("out of range"));
+  EXPECT_THAT(message(replace("\"right_children\": [2, -1, -1]", "\"right_children\": [2, 0, -1]")),
+              HasSubstr("right child but no left"));
   EXPECT_THAT(message(replace("\"left_children\": [1, -1, -1], \"right_children\": [2, -1, -1]",
                               "\"left_children\": [1, 2, -1], \"right_children\": [2, 0, -1]")),
               HasSubstr("second time"));
@@ -506,8 +506,7 @@ TEST(XgboostJsonTest, RejectsMalformedFiles) {
               HasSubstr("sum_hessian"));
   EXPECT_THAT(message(replace("\"num_nodes\": \"3\"", "\"num_nodes\": \"4\"")),
               HasSubstr("num_nodes"));
-  EXPECT_THAT(message(replace("\"tree_info\": [0]", "\"tree_info\": [1]")),
-              HasSubstr("tree_info"));
+  EXPECT_THAT(message(replace("\"tree_info\": [0]", "\"tree_info\": [1]")), HasSubstr("tree_info"));
   EXPECT_THAT(message(replace("\"num_trees\": \"1\"", "\"num_trees\": \"2\"")),
               HasSubstr("num_trees"));
   EXPECT_THAT(message(replace("\"split_conditions\": [0.5, -1.0, 1.0]",
@@ -553,7 +552,8 @@ TEST(XgboostJsonTest, BaseScoreOutsideTheObjectiveDomainIsRejected) {
 TEST(XgboostJsonTest, HostileUbjsonIsRejectedQuickly) {
   // An array declaring 2^40 nulls in 13 bytes; nlohmann alone would loop for hours.
   std::string huge = "[$Z#L";
-  for (int shift = 56; shift >= 0; shift -= 8) huge.push_back(static_cast<char>((1ull << 40) >> shift));
+  for (int shift = 56; shift >= 0; shift -= 8)
+    huge.push_back(static_cast<char>((1ull << 40) >> shift));
   EXPECT_THAT(ParseXgboostModel(huge, XgboostFormat::kUbjson).status().message(),
               HasSubstr("more than the file has bytes"));
   // Deep nesting would overflow the stack of the recursive UBJSON reader.
@@ -574,10 +574,109 @@ TEST(XgboostJsonTest, TruncatedUbjsonIsRejected) {
   const std::string full = ReadFile(file);
   ASSERT_TRUE(ParseXgboostModel(full).ok());
   for (size_t cut = 1; cut < full.size(); cut += full.size() / 37 + 1) {
-    EXPECT_EQ(ParseXgboostModel(full.substr(0, cut)).status().code(),
-              StatusCode::kInvalidArgument)
+    EXPECT_EQ(ParseXgboostModel(full.substr(0, cut)).status().code(), StatusCode::kInvalidArgument)
         << "cut at " << cut;
   }
+}
+
+TEST(XgboostJsonTest, CorruptedFilesNeverCrash) {
+  // Seeded random corruption (byte flips, cuts, inserted bytes) of a small model in both
+  // formats. Whatever still parses must also compile and evaluate; nothing may crash or hang.
+  Booster booster;
+  const Dataset data = MakeData(200, 4, Task::kMulticlass, 3, 8, 0.1);
+  ASSERT_NO_FATAL_FAILURE(
+      Train(data, {{"objective", "multi:softprob"}, {"num_class", "3"}, {"max_depth", "3"}}, 2,
+            &booster));
+  TempDir dir;
+  std::mt19937 rng(12345);
+  const int iterations = std::getenv("EDGELOOP_FUZZ_ITERATIONS") != nullptr
+                             ? std::atoi(std::getenv("EDGELOOP_FUZZ_ITERATIONS"))
+                             : 300;
+  for (const char* extension : {".json", ".ubj"}) {
+    const auto file = dir.path() / (std::string("model") + extension);
+    XGB_CHECK(XGBoosterSaveModel(booster.get(), file.c_str()));
+    const std::string original = ReadFile(file);
+    int parsed = 0;
+    for (int i = 0; i < iterations; ++i) {
+      std::string text = original;
+      const int edits = 1 + static_cast<int>(rng() % 3);
+      for (int e = 0; e < edits; ++e) {
+        const size_t at = rng() % text.size();
+        switch (rng() % 4) {
+          case 0:
+            text[at] = static_cast<char>(rng());
+            break;
+          case 1:
+            text.resize(at + 1);
+            break;
+          case 2:
+            text.insert(at, 1, "0123456789-[]{},\":.eE"[rng() % 22]);
+            break;
+          default:
+            text[at] = static_cast<char>(text[at] ^ (1 << (rng() % 8)));
+            break;
+        }
+      }
+      auto model = ParseXgboostModel(text);
+      if (!model.ok()) {
+        EXPECT_FALSE(model.status().message().empty());
+        continue;
+      }
+      ++parsed;
+      auto ensemble = TreeEnsemble::Create(*model);
+      ASSERT_TRUE(ensemble.ok()) << ensemble.status();
+      const TreeEnsemble& compiled = **ensemble;
+      const size_t features = static_cast<size_t>(compiled.num_features());
+      if (features > 64) continue;
+      std::vector<float> x(9 * features, 0.5f);
+      x[0] = kNaN;
+      std::vector<float> out(9 * compiled.prediction_width());
+      compiled.Predict(x, out);
+      std::vector<float> contributions(2 * compiled.contribution_width());
+      compiled.PredictContributions(std::span<const float>(x).first(2 * features), contributions);
+    }
+    RecordProperty(std::string("parsed") + extension, parsed);
+  }
+}
+
+// A chain: internal node i has children 2i + 1 (internal, or a leaf at the end) and 2i + 2
+// (a leaf), so the tree is `depth` levels deep.
+std::string ChainModel(int depth) {
+  std::string left, right, features, conditions, flags, hessians;
+  const int nodes = 2 * depth + 1;
+  for (int i = 0; i < nodes; ++i) {
+    const bool internal = i % 2 == 0 && i < 2 * depth;
+    const std::string sep = i == 0 ? "" : ",";
+    left += sep + std::to_string(internal ? i + 1 : -1);
+    right += sep + std::to_string(internal ? i + 2 : -1);
+    features += sep + "0";
+    conditions += sep + std::to_string(internal ? -i : 1);
+    flags += sep + "0";
+    hessians += sep + "1";
+  }
+  return R"({"learner": {"learner_model_param": {"base_score": "0", "num_class": "0",
+    "num_feature": "1"}, "objective": {"name": "reg:squarederror"}, "gradient_booster": {
+    "name": "gbtree", "model": {"tree_info": [0], "trees": [{"left_children": [)" +
+         left + "], \"right_children\": [" + right + "], \"split_indices\": [" + features +
+         "], \"split_conditions\": [" + conditions + "], \"default_left\": [" + flags +
+         "], \"sum_hessian\": [" + hessians + "]}]}}}}";
+}
+
+TEST(XgboostJsonTest, VeryDeepTreesAreRejected) {
+  auto deep_but_fine = ParseXgboostModel(ChainModel(kMaxXgboostTreeDepth));
+  ASSERT_TRUE(deep_but_fine.ok()) << deep_but_fine.status();
+  EXPECT_EQ(deep_but_fine->trees[0].depth, kMaxXgboostTreeDepth);
+  auto compiled = TreeEnsemble::Create(*deep_but_fine);
+  ASSERT_TRUE(compiled.ok());
+  EXPECT_EQ((*compiled)->layout(), TreeEnsemble::Layout::kGeneral);
+  // 0.5 is not below the root's threshold 0: the root's right leaf, 1.
+  EXPECT_THAT(PredictRows(**compiled, {0.5f}), ::testing::ElementsAre(1.0f));
+  // -1000 goes left all the way down: the deepest TreeSHAP recursion.
+  std::vector<float> contributions(2);
+  (*compiled)->PredictContributions(std::vector<float>{-1000.0f}, contributions);
+  EXPECT_TRUE(std::isfinite(contributions[0]) && std::isfinite(contributions[1]));
+  EXPECT_EQ(ParseXgboostModel(ChainModel(kMaxXgboostTreeDepth + 1)).status().code(),
+            StatusCode::kUnimplemented);
 }
 
 TEST(XgboostJsonTest, ObjectiveNamesRoundTrip) {

@@ -3,8 +3,8 @@
 #include <xgboost/c_api.h>
 
 #include <charconv>
-#include <cstdint>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <limits>
 #include <mutex>
@@ -91,8 +91,7 @@ StatusOr<std::vector<OutputPlan>> ValidateConfig(const ModelConfig& config,
     } else if (output.kind == "contributions") {
       kind = OutputKind::kContributions;
     } else {
-      return InvalidArgumentError("output '" + output.name + "' has unknown kind '" +
-                                  output.kind +
+      return InvalidArgumentError("output '" + output.name + "' has unknown kind '" + output.kind +
                                   "' (expected prediction, margin or contributions)");
     }
     std::vector<Shape> allowed;
@@ -119,8 +118,8 @@ StatusOr<std::vector<OutputPlan>> ValidateConfig(const ModelConfig& config,
           "output '" + output.name + "' (kind " + std::string(OutputKindName(kind)) +
           ") must have shape " + ShapesToString(allowed) + " for this model (objective " +
           facts.objective + ", " + std::to_string(facts.num_feature) + " features" +
-          (multiclass ? ", " + std::to_string(groups) + " classes" : std::string()) +
-          "), got " + ShapeToString(output.shape));
+          (multiclass ? ", " + std::to_string(groups) + " classes" : std::string()) + "), got " +
+          ShapeToString(output.shape));
     }
     plans.push_back({kind, output.name, output.shape});
   }
@@ -150,14 +149,10 @@ Shape ConcreteShape(const Shape& spec, size_t rows) {
   return shape;
 }
 
-// Looks up the plans for `output_indices` and creates the output tensors (zeroed, reserved up
-// front so that pointers into `outputs` stay valid).
-StatusOr<std::vector<const OutputPlan*>> PrepareOutputs(const std::vector<OutputPlan>& plans,
-                                                        std::span<const int> output_indices,
-                                                        size_t rows,
-                                                        std::vector<Tensor>* outputs) {
-  std::vector<const OutputPlan*> selected;
-  selected.reserve(output_indices.size());
+// Checks `output_indices` and creates the output tensors (zeroed), reserved up front so that
+// pointers into `outputs` stay valid. Allocates only the tensors themselves.
+Status PrepareOutputs(const std::vector<OutputPlan>& plans, std::span<const int> output_indices,
+                      size_t rows, std::vector<Tensor>* outputs) {
   outputs->clear();
   outputs->reserve(output_indices.size());
   for (int index : output_indices) {
@@ -165,10 +160,9 @@ StatusOr<std::vector<const OutputPlan*>> PrepareOutputs(const std::vector<Output
       return InvalidArgumentError("output index " + std::to_string(index) + " out of range");
     }
     const OutputPlan& plan = plans[static_cast<size_t>(index)];
-    selected.push_back(&plan);
     outputs->emplace_back(plan.name, DataType::kFp32, ConcreteShape(plan.shape, rows));
   }
-  return selected;
+  return Status::Ok();
 }
 
 // ---- native ----
@@ -184,12 +178,12 @@ class NativeXgboostModel final : public Model {
   Status Predict(std::span<const Tensor> inputs, std::span<const int> output_indices,
                  std::vector<Tensor>* outputs) const override {
     ASSIGN_OR_RETURN(const size_t rows, CheckInputs(inputs, ensemble_->num_features()));
-    ASSIGN_OR_RETURN(auto selected, PrepareOutputs(plans_, output_indices, rows, outputs));
+    RETURN_IF_ERROR(PrepareOutputs(plans_, output_indices, rows, outputs));
     const std::span<const float> features = inputs[0].values<float>();
     const Tensor* margins = nullptr;  // reused for a prediction requested after the margin
-    for (size_t i = 0; i < selected.size(); ++i) {
+    for (size_t i = 0; i < output_indices.size(); ++i) {
       Tensor& out = (*outputs)[i];
-      switch (selected[i]->kind) {
+      switch (plans_[static_cast<size_t>(output_indices[i])].kind) {
         case OutputKind::kPrediction:
           if (margins != nullptr && ensemble_->prediction_width() == ensemble_->num_groups()) {
             ensemble_->TransformMargins(margins->values<float>(), out.values<float>());
@@ -222,8 +216,7 @@ StatusOr<std::unique_ptr<Model>> LoadNative(const ModelConfig& config) {
   data = std::string();  // the text is no longer needed; free it before compiling
   auto ensemble = TreeEnsemble::Create(*model);
   if (!ensemble.ok()) return ensemble.status().WithContext(file);
-  ModelFacts facts{model->header.num_feature, model->header.num_groups(),
-                   model->header.objective};
+  ModelFacts facts{model->header.num_feature, model->header.num_groups(), model->header.objective};
   auto plans = ValidateConfig(config, facts);
   if (!plans.ok()) return plans.status();
   return std::unique_ptr<Model>(
@@ -232,10 +225,12 @@ StatusOr<std::unique_ptr<Model>> LoadNative(const ModelConfig& config) {
 
 // ---- capi ----
 
+// XGBoost's last error on this thread, without the stack trace it appends.
 Status XgboostError(std::string_view what) {
-  const char* message = XGBGetLastError();
-  return InternalError("xgboost " + std::string(what) + ": " +
-                       (message != nullptr ? message : "unknown error"));
+  const char* last = XGBGetLastError();
+  std::string message = last != nullptr ? last : "unknown error";
+  if (size_t end = message.find('\n'); end != std::string::npos) message.resize(end);
+  return InternalError("xgboost " + std::string(what) + ": " + message);
 }
 
 // Frees a DMatrix when it goes out of scope.
@@ -256,13 +251,16 @@ class DMatrixGuard {
 
 // A Model over XGBoost's C API. XGBoost (>= 1.4) documents prediction on gbtree and dart
 // boosters as thread-safe, and keeps each thread's output buffer separate; other boosters
-// are serialised with a mutex.
+// (gblinear) are serialised with a mutex and, having no inplace prediction, go through a
+// DMatrix for every output.
 class CapiXgboostModel final : public Model {
  public:
   CapiXgboostModel(BoosterHandle booster, ModelFacts facts, std::vector<OutputPlan> plans,
-                   bool serialize)
-      : booster_(booster), facts_(std::move(facts)), plans_(std::move(plans)),
-        serialize_(serialize) {}
+                   bool tree_booster)
+      : booster_(booster),
+        facts_(std::move(facts)),
+        plans_(std::move(plans)),
+        tree_booster_(tree_booster) {}
   ~CapiXgboostModel() override { XGBoosterFree(booster_); }
 
   std::string_view platform() const override { return "xgboost"; }
@@ -270,22 +268,22 @@ class CapiXgboostModel final : public Model {
   Status Predict(std::span<const Tensor> inputs, std::span<const int> output_indices,
                  std::vector<Tensor>* outputs) const override {
     ASSIGN_OR_RETURN(const size_t rows, CheckInputs(inputs, facts_.num_feature));
-    ASSIGN_OR_RETURN(auto selected, PrepareOutputs(plans_, output_indices, rows, outputs));
+    RETURN_IF_ERROR(PrepareOutputs(plans_, output_indices, rows, outputs));
     if (rows == 0) return Status::Ok();
     std::unique_lock<std::mutex> lock(mu_, std::defer_lock);
-    if (serialize_) lock.lock();
+    if (!tree_booster_) lock.lock();
     const float* features = inputs[0].values<float>().data();
-    for (size_t i = 0; i < selected.size(); ++i) {
+    for (size_t i = 0; i < output_indices.size(); ++i) {
       std::span<float> out = (*outputs)[i].values<float>();
-      switch (selected[i]->kind) {
+      switch (plans_[static_cast<size_t>(output_indices[i])].kind) {
         case OutputKind::kPrediction:
-          RETURN_IF_ERROR(PredictDense(features, rows, /*type=*/0, out));
+          RETURN_IF_ERROR(Run(features, rows, kTransformed, out));
           break;
         case OutputKind::kMargin:
-          RETURN_IF_ERROR(PredictDense(features, rows, /*type=*/1, out));
+          RETURN_IF_ERROR(Run(features, rows, kMargin, out));
           break;
         case OutputKind::kContributions:
-          RETURN_IF_ERROR(PredictContributions(features, rows, out));
+          RETURN_IF_ERROR(PredictFromDMatrix(features, rows, kContributions, out));
           break;
       }
     }
@@ -297,11 +295,21 @@ class CapiXgboostModel final : public Model {
     std::vector<float> row(static_cast<size_t>(facts_.num_feature),
                            std::numeric_limits<float>::quiet_NaN());
     std::vector<float> out(static_cast<size_t>(facts_.num_groups));
-    return PredictDense(row.data(), 1, /*type=*/1, out);
+    return Run(row.data(), 1, kMargin, out);
   }
 
  private:
-  // Inplace prediction from the dense row-major buffer; type 0 = transformed, 1 = margin.
+  // XGBoost's prediction types.
+  static constexpr int kTransformed = 0;
+  static constexpr int kMargin = 1;
+  static constexpr int kContributions = 2;
+
+  Status Run(const float* features, size_t rows, int type, std::span<float> out) const {
+    return tree_booster_ ? PredictDense(features, rows, type, out)
+                         : PredictFromDMatrix(features, rows, type, out);
+  }
+
+  // Inplace prediction from the dense row-major buffer (tree boosters only).
   Status PredictDense(const float* features, size_t rows, int type, std::span<float> out) const {
     char array[192];
     std::snprintf(array, sizeof(array),
@@ -310,10 +318,11 @@ class CapiXgboostModel final : public Model {
                   static_cast<uintmax_t>(reinterpret_cast<uintptr_t>(features)), rows,
                   static_cast<long long>(facts_.num_feature));
     char config[160];
-    std::snprintf(config, sizeof(config),
-                  "{\"type\": %d, \"training\": false, \"iteration_begin\": 0, "
-                  "\"iteration_end\": 0, \"strict_shape\": false, \"missing\": NaN, \"cache_id\": 0}",
-                  type);
+    std::snprintf(
+        config, sizeof(config),
+        "{\"type\": %d, \"training\": false, \"iteration_begin\": 0, "
+        "\"iteration_end\": 0, \"strict_shape\": false, \"missing\": NaN, \"cache_id\": 0}",
+        type);
     const bst_ulong* shape = nullptr;
     bst_ulong dims = 0;
     const float* result = nullptr;
@@ -323,21 +332,24 @@ class CapiXgboostModel final : public Model {
     return CopyResult(shape, dims, result, out);
   }
 
-  Status PredictContributions(const float* features, size_t rows, std::span<float> out) const {
+  // Prediction through a DMatrix: contributions, and everything for non-tree boosters.
+  Status PredictFromDMatrix(const float* features, size_t rows, int type,
+                            std::span<float> out) const {
     DMatrixGuard matrix;
     if (XGDMatrixCreateFromMat(features, rows, static_cast<bst_ulong>(facts_.num_feature),
                                std::numeric_limits<float>::quiet_NaN(), matrix.out()) != 0) {
       return XgboostError("DMatrix creation");
     }
-    const char* config =
-        "{\"type\": 2, \"training\": false, \"iteration_begin\": 0, \"iteration_end\": 0, "
-        "\"strict_shape\": false}";
+    char config[128];
+    std::snprintf(config, sizeof(config),
+                  "{\"type\": %d, \"training\": false, \"iteration_begin\": 0, "
+                  "\"iteration_end\": 0, \"strict_shape\": false}",
+                  type);
     const bst_ulong* shape = nullptr;
     bst_ulong dims = 0;
     const float* result = nullptr;
-    if (XGBoosterPredictFromDMatrix(booster_, matrix.get(), config, &shape, &dims, &result) !=
-        0) {
-      return XgboostError("contribution prediction");
+    if (XGBoosterPredictFromDMatrix(booster_, matrix.get(), config, &shape, &dims, &result) != 0) {
+      return XgboostError("prediction");
     }
     return CopyResult(shape, dims, result, out);
   }
@@ -357,8 +369,8 @@ class CapiXgboostModel final : public Model {
   BoosterHandle booster_;
   ModelFacts facts_;
   std::vector<OutputPlan> plans_;
-  bool serialize_;
-  mutable std::mutex mu_;  // held by Predict only when serialize_
+  bool tree_booster_;
+  mutable std::mutex mu_;  // held by Predict only for boosters other than gbtree and dart
 };
 
 StatusOr<int> ParseNthread(const ModelConfig& config) {
@@ -427,9 +439,9 @@ StatusOr<std::unique_ptr<Model>> LoadCapi(const ModelConfig& config) {
     free_booster();
     return plans.status();
   }
-  const bool serialize = header->booster != "gbtree" && header->booster != "dart";
+  const bool tree_booster = header->booster == "gbtree" || header->booster == "dart";
   auto model = std::make_unique<CapiXgboostModel>(booster, std::move(facts),
-                                                  std::move(plans).value(), serialize);
+                                                  std::move(plans).value(), tree_booster);
   booster = nullptr;  // owned by `model` now
   RETURN_IF_ERROR(model->WarmUp());
   return std::unique_ptr<Model>(std::move(model));

@@ -108,14 +108,16 @@ void ExpectClose(const std::vector<float>& actual, const std::vector<float>& exp
   }
 }
 
-// Runs `model` on `rows` and returns every configured output.
+// Runs `model` on `rows` and returns the outputs `indices` (default: every configured output).
 std::vector<std::vector<float>> RunAll(const Model& model, const ModelConfig& config,
-                                       const std::vector<float>& rows) {
+                                       const std::vector<float>& rows,
+                                       std::vector<int> indices = {}) {
   const int64_t features = config.inputs[0].shape[1];
   std::vector<Tensor> inputs;
   inputs.push_back(Features(rows, features));
-  std::vector<int> indices;
-  for (size_t i = 0; i < config.outputs.size(); ++i) indices.push_back(static_cast<int>(i));
+  if (indices.empty()) {
+    for (size_t i = 0; i < config.outputs.size(); ++i) indices.push_back(static_cast<int>(i));
+  }
   std::vector<Tensor> outputs;
   Status status = model.Predict(inputs, indices, &outputs);
   EXPECT_TRUE(status.ok()) << status;
@@ -284,9 +286,9 @@ TEST(XgboostBackendTest, RegressionAndDartAgree) {
 }
 
 TEST(XgboostBackendTest, PredictionAfterMarginInOneCall) {
-  const ModelConfig config = MakeConfig(ExampleDir() / "model.json", "native", 20,
-                                        {{"margin", DataType::kFp32, {-1}, "margin"},
-                                         {"probability", DataType::kFp32, {-1, 1}, ""}});
+  const ModelConfig config = MakeConfig(
+      ExampleDir() / "model.json", "native", 20,
+      {{"margin", DataType::kFp32, {-1}, "margin"}, {"probability", DataType::kFp32, {-1, 1}, ""}});
   auto model = LoadModel(config);
   ASSERT_TRUE(model.ok()) << model.status();
   const std::vector<float> rows = ExampleRows(50);
@@ -324,18 +326,24 @@ TEST(XgboostBackendTest, ConcurrentPredictionsMatchSequentialOnes) {
     ASSERT_TRUE(loaded.ok()) << loaded.status();
     const Model& model = **loaded;
     constexpr int kThreads = 4;
-    std::vector<std::vector<float>> rows;
-    std::vector<std::vector<std::vector<float>>> expected;
+    std::vector<std::vector<float>> rows;  // per thread, for predictions
+    std::vector<std::vector<float>> few;   // per thread, for all outputs (contributions)
+    std::vector<std::vector<float>> expected_predictions;
+    std::vector<std::vector<std::vector<float>>> expected_all;
     for (int t = 0; t < kThreads; ++t) {
-      rows.push_back(ExampleRows(static_cast<size_t>(3 * t)));
-      expected.push_back(RunAll(model, config, rows.back()));
+      rows.push_back(ExampleRows(static_cast<size_t>(30 * t)));
+      few.emplace_back(rows.back().end() - 3 * 20, rows.back().end());
+      expected_predictions.push_back(RunAll(model, config, rows.back(), {0})[0]);
+      expected_all.push_back(RunAll(model, config, few.back()));
     }
     std::vector<int> mismatches(kThreads, 0);
     std::vector<std::thread> threads;
     for (int t = 0; t < kThreads; ++t) {
       threads.emplace_back([&, t] {
-        for (int i = 0; i < 20; ++i) {
-          if (RunAll(model, config, rows[t]) != expected[t]) ++mismatches[t];
+        for (int i = 0; i < 40; ++i) {
+          if (RunAll(model, config, rows[t], {0})[0] != expected_predictions[t]) ++mismatches[t];
+          // Contributions too (XGBoost's DMatrix path), on a few rows.
+          if (i % 4 == 0 && RunAll(model, config, few[t]) != expected_all[t]) ++mismatches[t];
         }
       });
     }
@@ -379,8 +387,7 @@ TEST(XgboostBackendTest, ConfigMustFitTheModel) {
     config.outputs[0].shape = {-1, 2};
     status = LoadStatus(config);
     EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
-    EXPECT_THAT(status.message(),
-                AllOf(HasSubstr("'probability'"), HasSubstr("[-1] or [-1, 1]")));
+    EXPECT_THAT(status.message(), AllOf(HasSubstr("'probability'"), HasSubstr("[-1] or [-1, 1]")));
 
     config = ExampleConfig(backend);
     config.outputs[1].shape = {-1, 20};
@@ -448,16 +455,36 @@ TEST(XgboostBackendTest, BrokenFilesGiveClearErrors) {
   EXPECT_THAT(LoadStatus(config).message(), HasSubstr(".json or .ubj"));
 }
 
+TEST(XgboostBackendTest, LinearBoosterRunsOnCapiOnly) {
+  TempDir dir;
+  const auto file = dir.path() / "linear.json";
+  ASSERT_NO_FATAL_FAILURE(
+      Train(300, 4, {{"objective", "count:poisson"}, {"booster", "gblinear"}}, 5, {}, file));
+  ModelConfig config = MakeConfig(file, "native", 4,
+                                  {{"margin", DataType::kFp32, {-1}, "margin"},
+                                   {"why", DataType::kFp32, {-1, 5}, "contributions"}});
+  EXPECT_EQ(LoadStatus(config).code(), StatusCode::kUnimplemented);
+  config.backend = "capi";
+  auto capi = LoadModel(config);
+  ASSERT_TRUE(capi.ok()) << capi.status();
+  const auto out = RunAll(**capi, config, RandomRows(6, 4, 2));
+  ASSERT_EQ(out.size(), 2u);
+  ASSERT_EQ(out[0].size(), 6u);
+  for (size_t r = 0; r < 6; ++r) {  // a linear model's contributions add up to its margin
+    float total = 0.0f;
+    for (size_t c = 0; c < 5; ++c) total += out[1][r * 5 + c];
+    EXPECT_NEAR(total, out[0][r], 1e-5) << r;
+  }
+}
+
 TEST(XgboostBackendTest, CategoricalModelsNeedTheCapiBackend) {
   TempDir dir;
   const auto file = dir.path() / "categorical.json";
-  ASSERT_NO_FATAL_FAILURE(Train(400, 4,
-                                {{"objective", "binary:logistic"},
-                                 {"tree_method", "hist"},
-                                 {"max_cat_to_onehot", "1"}},
-                                5, {"c", "q", "q", "q"}, file));
-  ModelConfig config =
-      MakeConfig(file, "native", 4, {{"p", DataType::kFp32, {-1}, "prediction"}});
+  ASSERT_NO_FATAL_FAILURE(
+      Train(400, 4,
+            {{"objective", "binary:logistic"}, {"tree_method", "hist"}, {"max_cat_to_onehot", "1"}},
+            5, {"c", "q", "q", "q"}, file));
+  ModelConfig config = MakeConfig(file, "native", 4, {{"p", DataType::kFp32, {-1}, "prediction"}});
   Status status = LoadStatus(config);
   EXPECT_EQ(status.code(), StatusCode::kUnimplemented);
   EXPECT_THAT(status.message(), AllOf(HasSubstr("categorical"), HasSubstr("capi")));

@@ -44,9 +44,7 @@ class BoundedDomBuilder {
   }
   bool string(string_t& value) { return dom_.string(value); }
   bool binary(binary_t& value) { return dom_.binary(value); }
-  bool start_object(std::size_t elements) {
-    return Enter(elements) && dom_.start_object(elements);
-  }
+  bool start_object(std::size_t elements) { return Enter(elements) && dom_.start_object(elements); }
   bool key(string_t& value) { return dom_.key(value); }
   bool end_object() {
     --depth_;
@@ -155,18 +153,18 @@ StatusOr<Json> ParseDocument(std::string_view data, XgboostFormat format) {
   BoundedDomBuilder builder(&root, data.size());
   bool ok = false;
   try {
-    ok = Json::sax_parse(data.begin(), data.end(), &builder,
-                         ubjson ? nlohmann::detail::input_format_t::ubjson
-                                : nlohmann::detail::input_format_t::json,
-                         /*strict=*/true);
+    ok = Json::sax_parse(
+        data.begin(), data.end(), &builder,
+        ubjson ? nlohmann::detail::input_format_t::ubjson : nlohmann::detail::input_format_t::json,
+        /*strict=*/true);
   } catch (const std::exception& e) {
     return InvalidArgumentError(std::string("the model file is not valid ") +
                                 (ubjson ? "UBJSON" : "JSON") + ": " + e.what());
   }
   if (!ok) {
     return InvalidArgumentError(std::string("the model file is not valid ") +
-                                (ubjson ? "UBJSON" : "JSON") + " (truncated or corrupt?): " +
-                                builder.error());
+                                (ubjson ? "UBJSON" : "JSON") +
+                                " (truncated or corrupt?): " + builder.error());
   }
   if (!root.is_object()) {
     return InvalidArgumentError("the model file does not hold an XGBoost model (not an object)");
@@ -319,8 +317,8 @@ StatusOr<XgboostHeader> ReadHeader(const Json& root) {
   }
   ASSIGN_OR_RETURN(header.num_class, IntMember(*params, "num_class", params_path));
   if (header.num_class < 0 || header.num_class > 1'000'000) {
-    return InvalidArgumentError("'" + params_path + ".num_class' is out of range: " +
-                                std::to_string(header.num_class));
+    return InvalidArgumentError("'" + params_path +
+                                ".num_class' is out of range: " + std::to_string(header.num_class));
   }
   if (OptionalMember(*params, "num_target") != nullptr) {
     ASSIGN_OR_RETURN(header.num_target, IntMember(*params, "num_target", params_path));
@@ -336,16 +334,15 @@ StatusOr<XgboostHeader> ReadHeader(const Json& root) {
   ASSIGN_OR_RETURN(header.objective, StringValue(*objective_name, "learner.objective.name"));
 
   ASSIGN_OR_RETURN(const Json* booster, Member(*learner, "gradient_booster", "learner"));
-  ASSIGN_OR_RETURN(const Json* booster_name,
-                   Member(*booster, "name", "learner.gradient_booster"));
+  ASSIGN_OR_RETURN(const Json* booster_name, Member(*booster, "name", "learner.gradient_booster"));
   ASSIGN_OR_RETURN(header.booster, StringValue(*booster_name, "learner.gradient_booster.name"));
   return header;
 }
 
 // Checks the structure reachable from the root: children in range, every node reached once (no
 // cycles, no shared subtrees), split features in range, numeric splits only. Sets tree->depth.
-Status ValidateTree(XgboostTree* tree, const std::vector<int32_t>& split_type,
-                    int64_t num_feature, const std::string& path) {
+Status ValidateTree(XgboostTree* tree, const std::vector<int32_t>& split_type, int64_t num_feature,
+                    const std::string& path) {
   const size_t n = tree->num_nodes();
   if (n == 0) return InvalidArgumentError("'" + path + "' has no nodes");
   std::vector<uint8_t> seen(n, 0);
@@ -374,8 +371,7 @@ Status ValidateTree(XgboostTree* tree, const std::vector<int32_t>& split_type,
     const int32_t feature = tree->split_indices[node];
     if (feature < 0 || feature >= num_feature) {
       return InvalidArgumentError(where + " splits on feature " + std::to_string(feature) +
-                                  " but the model has num_feature " +
-                                  std::to_string(num_feature));
+                                  " but the model has num_feature " + std::to_string(num_feature));
     }
     if (!split_type.empty() && split_type[node] != 0) {
       return UnimplementedError(where +
@@ -383,8 +379,8 @@ Status ValidateTree(XgboostTree* tree, const std::vector<int32_t>& split_type,
                                 "support (use backend: capi)");
     }
     if (depth + 1 > kMaxXgboostTreeDepth) {
-      return UnimplementedError(path + " is deeper than " +
-                                std::to_string(kMaxXgboostTreeDepth) + " levels");
+      return UnimplementedError(path + " is deeper than " + std::to_string(kMaxXgboostTreeDepth) +
+                                " levels");
     }
     for (int32_t child : {left, right}) {
       if (seen[child]) {
@@ -406,8 +402,7 @@ StatusOr<XgboostTree> ReadTree(const Json& json, int64_t num_feature, const std:
   RETURN_IF_ERROR(ReadInt32Array(json, "right_children", path, &tree.right_children));
   RETURN_IF_ERROR(ReadInt32Array(json, "split_indices", path, &tree.split_indices));
   ASSIGN_OR_RETURN(const Json* conditions, ArrayMember(json, "split_conditions", path));
-  RETURN_IF_ERROR(ReadFloatArray(*conditions, path + ".split_conditions",
-                                 &tree.split_conditions));
+  RETURN_IF_ERROR(ReadFloatArray(*conditions, path + ".split_conditions", &tree.split_conditions));
   RETURN_IF_ERROR(ReadFlagArray(json, "default_left", path, &tree.default_left));
   ASSIGN_OR_RETURN(const Json* hessian, ArrayMember(json, "sum_hessian", path));
   RETURN_IF_ERROR(ReadFloatArray(*hessian, path + ".sum_hessian", &tree.sum_hessian));
@@ -526,9 +521,8 @@ StatusOr<XgboostModel> ParseXgboostModel(std::string_view data, XgboostFormat fo
                                 std::to_string(header.num_class));
   }
   if (!IsMulticlass(model.objective) && header.num_class > 1) {
-    return UnimplementedError("num_class " + std::to_string(header.num_class) +
-                              " with objective " + header.objective +
-                              " is not supported by the native backend");
+    return UnimplementedError("num_class " + std::to_string(header.num_class) + " with objective " +
+                              header.objective + " is not supported by the native backend");
   }
   ASSIGN_OR_RETURN(model.base_margin, XgboostBaseMargin(model.objective, header.base_score));
 
@@ -541,8 +535,7 @@ StatusOr<XgboostModel> ParseXgboostModel(std::string_view data, XgboostFormat fo
     ASSIGN_OR_RETURN(gbtree, Member(booster, "gbtree", gbtree_path));
     gbtree_path += ".gbtree";
     ASSIGN_OR_RETURN(const Json* weights, ArrayMember(booster, "weight_drop", gbtree_path));
-    RETURN_IF_ERROR(
-        ReadFloatArray(*weights, "learner.gradient_booster.weight_drop", &weight_drop));
+    RETURN_IF_ERROR(ReadFloatArray(*weights, "learner.gradient_booster.weight_drop", &weight_drop));
   } else if (header.booster != "gbtree") {
     return UnimplementedError("booster '" + header.booster +
                               "' is not supported by the native backend (use backend: capi)");
@@ -577,9 +570,8 @@ StatusOr<XgboostModel> ParseXgboostModel(std::string_view data, XgboostFormat fo
     const std::string path = model_path + ".trees[" + std::to_string(i) + "]";
     ASSIGN_OR_RETURN(XgboostTree tree, ReadTree((*trees)[i], header.num_feature, path));
     if (tree_info[i] < 0 || tree_info[i] >= header.num_groups()) {
-      return InvalidArgumentError("'" + model_path + ".tree_info[" + std::to_string(i) +
-                                  "]' is " + std::to_string(tree_info[i]) +
-                                  ", outside the model's " +
+      return InvalidArgumentError("'" + model_path + ".tree_info[" + std::to_string(i) + "]' is " +
+                                  std::to_string(tree_info[i]) + ", outside the model's " +
                                   std::to_string(header.num_groups()) + " output groups");
     }
     tree.group = tree_info[i];

@@ -14,7 +14,8 @@
 // missing or mistyped fields, inconsistent array lengths, child indices out of range, cycles,
 // split features >= num_feature. Neither crashes, hangs or allocates without bound on hostile
 // input: container sizes declared in UBJSON are checked against the input size and nesting is
-// limited.
+// limited. The bare NaN / Infinity / -Infinity that XGBoost writes for non-finite floats (not
+// valid JSON) are accepted.
 //
 // All functions are thread-safe (they share no state).
 #ifndef EDGELOOP_INFERENCE_XGBOOST_JSON_H_
@@ -32,25 +33,25 @@
 namespace edgeloop::inference {
 
 enum class XgboostFormat {
-  kAuto,    // decided from the content: JSON text starts with '{' then '"', '}' or space
+  kAuto,  // decided from the content: JSON text starts with '{' then '"', '}' or space
   kJson,
   kUbjson,
 };
 
 // The objectives the native evaluator supports, by XGBoost name.
 enum class XgboostObjective {
-  kBinaryLogistic,        // binary:logistic   margin = logit(base_score), output sigmoid
-  kBinaryLogitRaw,        // binary:logitraw   margin = base_score (XGBoost 1.7), output margin
-  kRegSquaredError,       // reg:squarederror  identity
-  kRegSquaredLogError,    // reg:squaredlogerror identity
-  kRegPseudoHuberError,   // reg:pseudohubererror identity
-  kRegAbsoluteError,      // reg:absoluteerror identity
-  kRegLogistic,           // reg:logistic      logit / sigmoid
-  kRegTweedie,            // reg:tweedie       log / exp
-  kRegGamma,              // reg:gamma         log / exp
-  kCountPoisson,          // count:poisson     log / exp
-  kMultiSoftprob,         // multi:softprob    identity / softmax over classes
-  kMultiSoftmax,          // multi:softmax     identity / index of the largest margin
+  kBinaryLogistic,       // binary:logistic   margin = logit(base_score), output sigmoid
+  kBinaryLogitRaw,       // binary:logitraw   margin = base_score (XGBoost 1.7), output margin
+  kRegSquaredError,      // reg:squarederror  identity
+  kRegSquaredLogError,   // reg:squaredlogerror identity
+  kRegPseudoHuberError,  // reg:pseudohubererror identity
+  kRegAbsoluteError,     // reg:absoluteerror identity
+  kRegLogistic,          // reg:logistic      logit / sigmoid
+  kRegTweedie,           // reg:tweedie       log / exp
+  kRegGamma,             // reg:gamma         log / exp
+  kCountPoisson,         // count:poisson     log / exp
+  kMultiSoftprob,        // multi:softprob    identity / softmax over classes
+  kMultiSoftmax,         // multi:softmax     identity / index of the largest margin
 };
 
 // The XGBoost name of `objective`, e.g. "binary:logistic".
@@ -60,13 +61,13 @@ std::optional<XgboostObjective> XgboostObjectiveFromName(std::string_view name);
 
 // The learner-level description of a model.
 struct XgboostHeader {
-  std::string booster;         // "gbtree", "dart", "gblinear", ...
-  std::string objective;       // "binary:logistic", ...
-  int64_t num_feature = 0;     // >= 1
-  int64_t num_class = 0;       // 0 unless multi-class (then >= 2)
-  int64_t num_target = 1;      // >= 1
-  float base_score = 0.5f;     // as stored: in the objective's output space (a probability ...)
-  std::vector<int> version;    // e.g. {1, 7, 4}; empty when the file does not say
+  std::string booster;       // "gbtree", "dart", "gblinear", ...
+  std::string objective;     // "binary:logistic", ...
+  int64_t num_feature = 0;   // >= 1
+  int64_t num_class = 0;     // 0 unless multi-class (then >= 2)
+  int64_t num_target = 1;    // >= 1
+  float base_score = 0.5f;   // as stored: in the objective's output space (a probability ...)
+  std::vector<int> version;  // e.g. {1, 7, 4}; empty when the file does not say
 
   // Output groups (values per row before the objective's transform): num_class, or 1.
   int64_t num_groups() const { return num_class > 1 ? num_class : 1; }
