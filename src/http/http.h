@@ -33,7 +33,8 @@ struct Request {
 
 struct Response {
   int status = 200;
-  std::string content_type = "application/json";
+  // Points at static storage (a string literal): it is not copied.
+  std::string_view content_type = "application/json";
   std::vector<std::pair<std::string, std::string>> headers;  // besides Content-Type/Length
   std::string body;
   // Close the connection after this response.

@@ -139,6 +139,7 @@ void Batcher::ArmTimerLocked() {
 
 void Batcher::Submit(BatchItem item) {
   const Clock::SteadyTime now = clock_->Now();
+  bool run_directly = false;
   {
     std::unique_lock<std::mutex> lock(mu_);
     if (static_cast<int64_t>(queue_.size()) >= options_.max_queue_size) {
@@ -148,13 +149,31 @@ void Batcher::Submit(BatchItem item) {
                                        " requests); retry later"));
       return;
     }
-    queued_rows_ += item.rows();
-    queue_.push_back({std::move(item), now});
-    if (running_ >= options_.max_concurrency || !DueLocked(now)) {
+    if (running_ >= options_.max_concurrency) {
+      queued_rows_ += item.rows();
+      queue_.push_back({std::move(item), now});
       ArmTimerLocked();
       return;
     }
+    // An idle model with nothing queued runs a request that need not wait at once, without
+    // passing it through the queue.
+    run_directly = queue_.empty() && (options_.max_queue_delay_us == 0 ||
+                                      item.rows() >= options_.max_batch_size);
+    if (!run_directly) {
+      queued_rows_ += item.rows();
+      queue_.push_back({std::move(item), now});
+      if (!DueLocked(now)) {
+        ArmTimerLocked();
+        return;
+      }
+    }
     ++running_;
+  }
+  if (run_directly) {
+    if (queue_seconds_) queue_seconds_->Observe(0);
+    std::vector<BatchItem> batch;
+    batch.push_back(std::move(item));
+    Run(std::move(batch));
   }
   Drain();
 }
