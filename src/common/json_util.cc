@@ -1,5 +1,7 @@
 #include "common/json_util.h"
 
+#include <algorithm>
+
 namespace edgeloop::json {
 namespace {
 
@@ -27,6 +29,15 @@ size_t Utf8SequenceLength(std::string_view text, size_t i) {
 }  // namespace
 
 void AppendEscaped(std::string* out, std::string_view text) {
+  // Most strings (names, ids) need no escaping: append them in one go.
+  const bool plain = std::all_of(text.begin(), text.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u >= 0x20 && u < 0x7f && c != '"' && c != '\\';
+  });
+  if (plain) {
+    out->append(text);
+    return;
+  }
   static constexpr char kHex[] = "0123456789abcdef";
   for (size_t i = 0; i < text.size();) {
     const unsigned char c = static_cast<unsigned char>(text[i]);

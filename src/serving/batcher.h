@@ -21,6 +21,7 @@
 #include "common/metrics.h"
 #include "common/status.h"
 #include "common/task_runner.h"
+#include "common/unique_function.h"
 #include "inference/model.h"
 
 namespace edgeloop::serving {
@@ -31,7 +32,7 @@ struct BatchItem {
   std::vector<int> output_indices;        // into ModelConfig::outputs
   // Receives this request's rows of the requested outputs (in output_indices order), or the
   // error of the batch. Called exactly once, on the thread that ran the batch.
-  std::function<void(StatusOr<std::vector<inference::Tensor>>)> done;
+  UniqueFunction<void(StatusOr<std::vector<inference::Tensor>>)> done;
 
   int64_t rows() const { return inputs.empty() ? 0 : inputs.front().shape().front(); }
 };

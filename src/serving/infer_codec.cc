@@ -37,53 +37,84 @@ std::string TypeName(dom::element_type type) {
   return "a value";
 }
 
-// Writes the leaves of `data` (flat or nested arrays) into `tensor` in row-major order.
+// Writes the leaves of `data` (flat or nested arrays) into `tensor` in row-major order. Every
+// step returns a bool and keeps the first error in `error()`: building a Status per element
+// would cost more than parsing the element.
 class DataReader {
  public:
   DataReader(Tensor* tensor, const std::string& input_name)
-      : tensor_(tensor), input_(input_name), capacity_(tensor->element_count()) {}
+      : tensor_(tensor),
+        input_(input_name),
+        capacity_(tensor->element_count()),
+        datatype_(tensor->datatype()) {}
 
-  Status Read(dom::element element, int depth) {
-    if (element.type() == dom::element_type::ARRAY) {
-      if (depth > 32) return Invalid("'data' is nested too deeply");
-      dom::array children;
-      if (element.get_array().get(children)) return Invalid("'data' is not a valid array");
+  bool Read(dom::element element, int depth) {
+    if (element.type() != dom::element_type::ARRAY) return Leaf(element);
+    if (depth > 32) return Fail(Invalid("'data' is nested too deeply"));
+    dom::array children;
+    if (element.get_array().get(children)) return Fail(Invalid("'data' is not a valid array"));
+    if (datatype_ == DataType::kFp32) {
+      // The common case, a row of floats, without a call per element.
+      float* out = tensor_->values<float>().data();
       for (dom::element child : children) {
-        RETURN_IF_ERROR(Read(child, depth + 1));
+        double value;
+        if (count_ < capacity_ && !child.get_double().get(value)) {
+          out[count_++] = static_cast<float>(value);
+        } else if (!(child.type() == dom::element_type::ARRAY ? Read(child, depth + 1)
+                                                               : Leaf(child))) {
+          return false;
+        }
       }
-      return Status::Ok();
+      return true;
     }
-    if (count_ >= capacity_) {
-      ++count_;  // keep counting only to report the mismatch
-      return Status::Ok();
+    for (dom::element child : children) {
+      if (!Read(child, depth + 1)) return false;
     }
-    RETURN_IF_ERROR(Store(element, count_));
-    ++count_;
-    return Status::Ok();
+    return true;
   }
 
   int64_t count() const { return count_; }
+  const Status& error() const { return error_; }
 
  private:
+  bool Leaf(dom::element element) {
+    if (count_ >= capacity_) {
+      ++count_;  // keep counting only to report the mismatch
+      return true;
+    }
+    if (!Store(element, count_)) return false;
+    ++count_;
+    return true;
+  }
+
+  bool Fail(Status status) {
+    error_ = std::move(status);
+    return false;
+  }
+
   Status Invalid(const std::string& message) const {
     return InvalidArgumentError("input '" + input_ + "': " + message);
   }
 
-  Status WrongType(dom::element element, const char* expected) const {
-    return Invalid("'data' element " + std::to_string(count_) + " is " +
-                   TypeName(element.type()) + ", expected " + expected + " for datatype " +
-                   std::string(inference::DataTypeName(tensor_->datatype())));
+  bool WrongType(dom::element element, const char* expected) {
+    return Fail(Invalid("'data' element " + std::to_string(count_) + " is " +
+                        TypeName(element.type()) + ", expected " + expected + " for datatype " +
+                        std::string(inference::DataTypeName(datatype_))));
+  }
+
+  bool OutOfRange(int64_t index) {
+    return Fail(Invalid("'data' element " + std::to_string(index) + " is out of range for " +
+                        std::string(inference::DataTypeName(datatype_))));
   }
 
   template <typename T>
-  Status StoreInteger(dom::element element, int64_t index) {
+  bool StoreInteger(dom::element element, int64_t index) {
     T value;
     if constexpr (std::is_signed_v<T>) {
       int64_t parsed;
       if (element.get_int64().get(parsed)) return WrongType(element, "an integer");
       if (parsed < std::numeric_limits<T>::min() || parsed > std::numeric_limits<T>::max()) {
-        return Invalid("'data' element " + std::to_string(index) + " is out of range for " +
-                       std::string(inference::DataTypeName(tensor_->datatype())));
+        return OutOfRange(index);
       }
       value = static_cast<T>(parsed);
     } else {
@@ -91,18 +122,15 @@ class DataReader {
       if (element.get_uint64().get(parsed)) {
         return WrongType(element, "a non-negative integer");
       }
-      if (parsed > std::numeric_limits<T>::max()) {
-        return Invalid("'data' element " + std::to_string(index) + " is out of range for " +
-                       std::string(inference::DataTypeName(tensor_->datatype())));
-      }
+      if (parsed > std::numeric_limits<T>::max()) return OutOfRange(index);
       value = static_cast<T>(parsed);
     }
     tensor_->values<T>()[static_cast<size_t>(index)] = value;
-    return Status::Ok();
+    return true;
   }
 
   template <typename T>
-  Status StoreFloat(dom::element element, int64_t index) {
+  bool StoreFloat(dom::element element, int64_t index) {
     double parsed;
     if (element.is_null()) {
       parsed = std::numeric_limits<double>::quiet_NaN();
@@ -110,11 +138,11 @@ class DataReader {
       return WrongType(element, "a number or null");
     }
     tensor_->values<T>()[static_cast<size_t>(index)] = static_cast<T>(parsed);
-    return Status::Ok();
+    return true;
   }
 
-  Status Store(dom::element element, int64_t index) {
-    switch (tensor_->datatype()) {
+  bool Store(dom::element element, int64_t index) {
+    switch (datatype_) {
       case DataType::kFp32:
         return StoreFloat<float>(element, index);
       case DataType::kFp64:
@@ -139,47 +167,53 @@ class DataReader {
         bool value;
         if (element.get_bool().get(value)) return WrongType(element, "true or false");
         tensor_->values<uint8_t>()[static_cast<size_t>(index)] = value ? 1 : 0;
-        return Status::Ok();
+        return true;
       }
       case DataType::kBytes: {
         std::string_view value;
         if (element.get_string().get(value)) return WrongType(element, "a string");
         tensor_->strings()[static_cast<size_t>(index)] = std::string(value);
-        return Status::Ok();
+        return true;
       }
       case DataType::kFp16:
       case DataType::kBf16:
         break;
     }
-    return UnimplementedError("datatype " +
-                              std::string(inference::DataTypeName(tensor_->datatype())) +
-                              " is not supported in JSON");
+    return Fail(UnimplementedError("datatype " + std::string(inference::DataTypeName(datatype_)) +
+                                   " is not supported in JSON"));
   }
 
   Tensor* tensor_;
   const std::string& input_;
   const int64_t capacity_;
+  const DataType datatype_;
   int64_t count_ = 0;
+  Status error_;
 };
 
-StatusOr<std::string> GetString(dom::object object, const char* key, const std::string& where,
-                                bool required) {
+// The string member `key` of `object` (a view into the parser's document). `where()` names the
+// object in error messages; it is called only on error.
+template <typename Where>
+StatusOr<std::string_view> GetString(dom::object object, const char* key, Where where,
+                                     bool required) {
   dom::element element;
   if (object[key].get(element)) {
-    if (required) return InvalidArgumentError(where + " has no '" + key + "'");
-    return std::string();
+    if (required) return InvalidArgumentError(where() + " has no '" + key + "'");
+    return std::string_view();
   }
   std::string_view value;
   if (element.get_string().get(value)) {
-    return InvalidArgumentError(where + ": '" + key + "' must be a string, not " +
+    return InvalidArgumentError(where() + ": '" + key + "' must be a string, not " +
                                 TypeName(element.type()));
   }
-  return std::string(value);
+  return value;
 }
 
 StatusOr<Tensor> ParseInput(dom::object object, const inference::ModelConfig& config, int* index,
                             int64_t body_size) {
-  ASSIGN_OR_RETURN(std::string name, GetString(object, "name", "an input", true));
+  ASSIGN_OR_RETURN(std::string_view name_view,
+                   GetString(object, "name", [] { return std::string("an input"); }, true));
+  std::string name(name_view);
   const int input_index = config.InputIndex(name);
   if (input_index < 0) {
     std::string known;
@@ -189,57 +223,57 @@ StatusOr<Tensor> ParseInput(dom::object object, const inference::ModelConfig& co
   }
   *index = input_index;
   const TensorSpec& spec = config.inputs[static_cast<size_t>(input_index)];
-  const std::string where = "input '" + name + "'";
+  auto where = [&name] { return "input '" + name + "'"; };
 
-  ASSIGN_OR_RETURN(std::string datatype_name, GetString(object, "datatype", where, true));
+  ASSIGN_OR_RETURN(std::string_view datatype_name, GetString(object, "datatype", where, true));
   auto datatype = inference::DataTypeFromName(datatype_name);
   if (!datatype) {
-    return InvalidArgumentError(where + ": unknown datatype '" + datatype_name + "'");
+    return InvalidArgumentError(where() + ": unknown datatype '" + std::string(datatype_name) + "'");
   }
   if (*datatype != spec.datatype) {
-    return InvalidArgumentError(where + " has datatype " + datatype_name +
+    return InvalidArgumentError(where() + " has datatype " + std::string(datatype_name) +
                                 " but the model expects " +
                                 std::string(inference::DataTypeName(spec.datatype)));
   }
   if (*datatype == DataType::kFp16 || *datatype == DataType::kBf16) {
-    return UnimplementedError(where + ": datatype " + datatype_name +
+    return UnimplementedError(where() + ": datatype " + std::string(datatype_name) +
                               " is not supported in JSON");
   }
 
   dom::array shape_array;
   dom::element shape_element;
-  if (object["shape"].get(shape_element)) return InvalidArgumentError(where + " has no 'shape'");
+  if (object["shape"].get(shape_element)) return InvalidArgumentError(where() + " has no 'shape'");
   if (shape_element.get_array().get(shape_array)) {
-    return InvalidArgumentError(where + ": 'shape' must be an array of non-negative integers");
+    return InvalidArgumentError(where() + ": 'shape' must be an array of non-negative integers");
   }
   inference::Shape shape;
   for (dom::element dim : shape_array) {
     uint64_t value;
     if (dim.get_uint64().get(value) || value > (uint64_t{1} << 40)) {
-      return InvalidArgumentError(where + ": 'shape' must be an array of non-negative integers");
+      return InvalidArgumentError(where() + ": 'shape' must be an array of non-negative integers");
     }
     shape.push_back(static_cast<int64_t>(value));
   }
   if (!spec.Accepts(shape)) {
-    return InvalidArgumentError(where + " has shape " + inference::ShapeToString(shape) +
+    return InvalidArgumentError(where() + " has shape " + inference::ShapeToString(shape) +
                                 " but the model expects " + inference::ShapeToString(spec.shape));
   }
-  if (shape.front() == 0) return InvalidArgumentError(where + " has no rows");
+  if (shape.front() == 0) return InvalidArgumentError(where() + " has no rows");
   const int64_t expected = inference::ElementCount(shape);
   // Every element takes at least one byte of the body, so a larger shape cannot match its data;
   // checking first avoids allocating for an absurd shape.
   if (expected < 0 || expected > body_size) {
-    return InvalidArgumentError(where + ": shape " + inference::ShapeToString(shape) +
+    return InvalidArgumentError(where() + ": shape " + inference::ShapeToString(shape) +
                                 " holds more elements than the request's data can");
   }
 
   dom::element data;
-  if (object["data"].get(data)) return InvalidArgumentError(where + " has no 'data'");
+  if (object["data"].get(data)) return InvalidArgumentError(where() + " has no 'data'");
   Tensor tensor(name, *datatype, shape);
   DataReader reader(&tensor, name);
-  RETURN_IF_ERROR(reader.Read(data, 0));
+  if (!reader.Read(data, 0)) return reader.error();
   if (reader.count() != expected) {
-    return InvalidArgumentError(where + " has " + std::to_string(reader.count()) +
+    return InvalidArgumentError(where() + " has " + std::to_string(reader.count()) +
                                 " data elements but shape " + inference::ShapeToString(shape) +
                                 " needs " + std::to_string(expected));
   }
@@ -373,6 +407,8 @@ StatusOr<InferRequest> ParseInferRequest(std::string& body, const inference::Mod
                                 TypeName(inputs_element.type()));
   }
   std::vector<std::optional<Tensor>> by_index(config.inputs.size());
+  request.inputs.reserve(config.inputs.size());
+  request.output_indices.reserve(config.outputs.size());
   for (dom::element input : inputs) {
     dom::object input_object;
     if (input.get_object().get(input_object)) {
@@ -409,7 +445,10 @@ StatusOr<InferRequest> ParseInferRequest(std::string& body, const inference::Mod
       if (output.get_object().get(output_object)) {
         return InvalidArgumentError("each element of 'outputs' must be an object");
       }
-      ASSIGN_OR_RETURN(std::string name, GetString(output_object, "name", "an output", true));
+      ASSIGN_OR_RETURN(std::string_view name_view,
+                       GetString(output_object, "name",
+                                 [] { return std::string("an output"); }, true));
+      const std::string name(name_view);
       const int index = config.OutputIndex(name);
       if (index < 0) {
         std::string known;

@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <array>
 #include <vector>
 
 #include "common/build_info.h"
@@ -15,35 +16,64 @@ using http::Method;
 using http::Response;
 using Json = nlohmann::json;
 
-// Splits "/v2/models/m/infer" into {"v2","models","m","infer"}, percent-decoding each segment.
-// Empty segments (double or trailing slashes) are dropped. nullopt for invalid escapes.
-std::optional<std::vector<std::string>> SplitPath(std::string_view path) {
-  std::vector<std::string> segments;
-  std::string current;
-  auto hex = [](char c) -> int {
+// The segments of a request path: "/v2/models/m/infer" is {"v2","models","m","infer"}. Empty
+// segments (double or trailing slashes) are dropped; percent-escapes are decoded. Views point into
+// the request's path, or into `decoded_` when the path had escapes, so the common case allocates
+// nothing. No route has more than kMax segments; longer paths only need to be told apart.
+class PathSegments {
+ public:
+  static constexpr size_t kMax = 8;
+
+  // False for an invalid percent-escape.
+  bool Parse(std::string_view path) {
+    if (path.find('%') != std::string_view::npos) {
+      decoded_.reserve(path.size());
+      for (size_t i = 0; i < path.size(); ++i) {
+        if (path[i] != '%') {
+          decoded_.push_back(path[i]);
+          continue;
+        }
+        if (i + 2 >= path.size() || Hex(path[i + 1]) < 0 || Hex(path[i + 2]) < 0) return false;
+        const char c = static_cast<char>(Hex(path[i + 1]) * 16 + Hex(path[i + 2]));
+        // An escaped slash stays part of its segment; mark it so the split below keeps it.
+        decoded_.push_back(c == '/' ? '\0' : c);
+        i += 2;
+      }
+      path = decoded_;
+    }
+    size_t start = 0;
+    for (size_t i = 0; i <= path.size(); ++i) {
+      if (i < path.size() && path[i] != '/') continue;
+      if (i > start) {
+        if (size_ == kMax) {
+          overflow_ = true;
+          return true;
+        }
+        items_[size_++] = path.substr(start, i - start);
+      }
+      start = i + 1;
+    }
+    return true;
+  }
+
+  // More segments than any route has count as kMax + 1.
+  size_t size() const { return overflow_ ? kMax + 1 : size_; }
+  bool empty() const { return size_ == 0; }
+  std::string_view operator[](size_t i) const { return items_[i]; }
+
+ private:
+  static int Hex(char c) {
     if (c >= '0' && c <= '9') return c - '0';
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
     if (c >= 'A' && c <= 'F') return c - 'A' + 10;
     return -1;
-  };
-  for (size_t i = 0; i < path.size(); ++i) {
-    const char c = path[i];
-    if (c == '/') {
-      if (!current.empty()) segments.push_back(std::move(current));
-      current.clear();
-    } else if (c == '%') {
-      if (i + 2 >= path.size() || hex(path[i + 1]) < 0 || hex(path[i + 2]) < 0) {
-        return std::nullopt;
-      }
-      current.push_back(static_cast<char>(hex(path[i + 1]) * 16 + hex(path[i + 2])));
-      i += 2;
-    } else {
-      current.push_back(c);
-    }
   }
-  if (!current.empty()) segments.push_back(std::move(current));
-  return segments;
-}
+
+  std::string decoded_;
+  std::array<std::string_view, kMax> items_;
+  size_t size_ = 0;
+  bool overflow_ = false;
+};
 
 Response MethodNotAllowed(std::string_view allowed) {
   Response response = Response::Error(405, "method not allowed; use " + std::string(allowed));
@@ -72,9 +102,10 @@ OipHandler::OipHandler(ModelManager* manager, metrics::Registry* registry, Clock
     : manager_(manager), registry_(registry), clock_(clock), draining_(draining) {}
 
 void OipHandler::Handle(http::Request request, http::Responder respond) {
-  const auto segments_or = SplitPath(request.path());
-  if (!segments_or) return respond(Response::Error(400, "invalid percent-encoding in the path"));
-  const std::vector<std::string>& s = *segments_or;
+  PathSegments s;
+  if (!s.Parse(request.path())) {
+    return respond(Response::Error(400, "invalid percent-encoding in the path"));
+  }
   const Method method = request.method == Method::kHead ? Method::kGet : request.method;
   const bool get = method == Method::kGet;
   const bool post = method == Method::kPost;
@@ -101,14 +132,15 @@ void OipHandler::Handle(http::Request request, http::Responder respond) {
     return respond(ServerReady());
   }
   if (s[1] == "models" && s.size() >= 3) {
-    const std::string& model = s[2];
+    const std::string_view model = s[2];
     std::optional<int64_t> version;
     size_t rest = 3;
     if (s.size() >= 5 && s[3] == "versions") {
       version = ParseVersionDirName(s[4]);
       if (!version) {
         // No version folder can have this name, so it is an unknown version.
-        return respond(Response::Error(404, "model '" + model + "' has no version '" + s[4] +
+        return respond(Response::Error(404, "model '" + std::string(model) +
+                                                "' has no version '" + std::string(s[4]) +
                                                 "' (versions are positive integers)"));
       }
       rest = 5;
@@ -135,7 +167,7 @@ void OipHandler::Handle(http::Request request, http::Responder respond) {
     }
     if (s.size() == 5 && s[2] == "models" && (s[4] == "load" || s[4] == "unload")) {
       if (!post) return respond(MethodNotAllowed("POST"));
-      const std::string& model = s[3];
+      const std::string model(s[3]);
       if (!request.body.empty()) {
         Json body = Json::parse(request.body, nullptr, false);
         if (body.is_discarded() || !body.is_object()) {
@@ -169,7 +201,7 @@ Response OipHandler::ServerReady() const {
   return Response::Json(503, Dump({{"ready", false}, {"error", status.message()}}));
 }
 
-Response OipHandler::ModelReady(const std::string& model, std::optional<int64_t> version) const {
+Response OipHandler::ModelReady(std::string_view model, std::optional<int64_t> version) const {
   auto servable = manager_->Find(model, version);
   Json body = {{"name", model}};
   if (version) body["version"] = std::to_string(*version);
@@ -185,7 +217,7 @@ Response OipHandler::ModelReady(const std::string& model, std::optional<int64_t>
   return Response::Json(http::HttpStatusFromStatus(servable.status()), Dump(body));
 }
 
-Response OipHandler::ModelMetadata(const std::string& model,
+Response OipHandler::ModelMetadata(std::string_view model,
                                    std::optional<int64_t> version) const {
   auto servable = manager_->Find(model, version);
   if (!servable.ok()) return http::ErrorResponse(servable.status());
@@ -231,7 +263,7 @@ Response OipHandler::RepositoryIndex(const http::Request& request) const {
   return Response::Json(200, Dump(list));
 }
 
-void OipHandler::Infer(http::Request& request, const std::string& model,
+void OipHandler::Infer(http::Request& request, std::string_view model,
                        std::optional<int64_t> version, http::Responder respond) {
   const Clock::SteadyTime started = clock_->Now();
   auto found = manager_->Find(model, version);
@@ -246,7 +278,7 @@ void OipHandler::Infer(http::Request& request, const std::string& model,
   auto parsed = ParseInferRequest(request.body, servable->config);
   if (!parsed.ok()) {
     Response response = http::ErrorResponse(parsed.status());
-    servable->metrics.CountRequest(model, servable->version_string, response.status);
+    servable->metrics.CountRequest(servable->config.name, servable->version_string, response.status);
     return respond(std::move(response));
   }
 
@@ -254,7 +286,7 @@ void OipHandler::Infer(http::Request& request, const std::string& model,
   item.inputs = std::move(parsed->inputs);
   item.output_indices = std::move(parsed->output_indices);
   item.done = [this, servable, started, id = std::move(parsed->id),
-               respond = std::make_shared<http::Responder>(std::move(respond))](
+               respond = std::move(respond)](
                   StatusOr<std::vector<inference::Tensor>> outputs) mutable {
     Response response =
         outputs.ok() ? Response::Json(200, SerializeInferResponse(servable->config.name,
@@ -265,7 +297,7 @@ void OipHandler::Infer(http::Request& request, const std::string& model,
                                    response.status);
     servable->metrics.request_seconds->Observe(
         std::chrono::duration<double>(clock_->Now() - started).count());
-    (*respond)(std::move(response));
+    respond(std::move(response));
   };
   if (servable->batcher) {
     servable->batcher->Submit(std::move(item));

@@ -25,10 +25,10 @@ class OipHandler : public http::Handler {
   void Handle(http::Request request, http::Responder respond) override;
 
  private:
-  void Infer(http::Request& request, const std::string& model, std::optional<int64_t> version,
+  void Infer(http::Request& request, std::string_view model, std::optional<int64_t> version,
              http::Responder respond);
-  http::Response ModelMetadata(const std::string& model, std::optional<int64_t> version) const;
-  http::Response ModelReady(const std::string& model, std::optional<int64_t> version) const;
+  http::Response ModelMetadata(std::string_view model, std::optional<int64_t> version) const;
+  http::Response ModelReady(std::string_view model, std::optional<int64_t> version) const;
   http::Response ServerReady() const;
   http::Response RepositoryIndex(const http::Request& request) const;
 
