@@ -1,4 +1,5 @@
 #include <CLI/CLI.hpp>
+#include <fstream>
 #include <iostream>
 #include <memory>
 
@@ -7,6 +8,23 @@
 #include "serving/serve.h"
 
 namespace edgeloop::cli {
+namespace {
+
+// The token is the file's first line, without surrounding whitespace. Its value is never logged.
+StatusOr<std::string> ReadToken(const std::string& path) {
+  std::ifstream in(path);
+  std::string token;
+  if (!in || !std::getline(in, token)) return InvalidArgumentError("cannot read " + path);
+  const auto first = token.find_first_not_of(" \t\r");
+  const auto last = token.find_last_not_of(" \t\r");
+  token = first == std::string::npos ? "" : token.substr(first, last - first + 1);
+  if (token.size() < 16) {
+    return InvalidArgumentError("the token in " + path + " must be at least 16 characters");
+  }
+  return token;
+}
+
+}  // namespace
 
 Command AddServeCommand(CLI::App& root) {
   CLI::App* app = root.add_subcommand(
@@ -55,6 +73,12 @@ Command AddServeCommand(CLI::App& root) {
                   "How often to scan the repository for new versions (0: only at start)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{0}, int64_t{86'400'000}));
+  auto token_file = std::make_shared<std::string>();
+  app->add_option("--api-token-file", *token_file,
+                  "File holding the bearer token that the repository load/unload API requires "
+                  "(without it, that API is open on loopback and closed otherwise)")
+      ->envname("EDGELOOP_API_TOKEN_FILE")
+      ->check(CLI::ExistingFile);
   app->add_option("--drain-timeout-ms", *drain_ms,
                   "On SIGTERM, how long in-flight requests may take to finish")
       ->capture_default_str()
@@ -66,6 +90,14 @@ Command AddServeCommand(CLI::App& root) {
             options->http.header_timeout = std::chrono::milliseconds(*header_ms);
             options->http.body_timeout = std::chrono::milliseconds(*body_ms);
             options->http.idle_timeout = std::chrono::milliseconds(*idle_ms);
+            if (!token_file->empty()) {
+              auto token = ReadToken(*token_file);
+              if (!token.ok()) {
+                std::cerr << "edgeloop serve: " << token.status().message() << "\n";
+                return 2;
+              }
+              options->api_token = std::move(*token);
+            }
             const Status status = serving::RunServe(*options);
             if (!status.ok()) {
               log::Error("serve failed", {{"error", status}});

@@ -636,6 +636,11 @@ StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& options,
 
 uint16_t Server::port() const { return impl_->port(); }
 const std::string& Server::address() const { return impl_->options().address; }
+bool Server::listens_on_loopback_only() const {
+  boost::system::error_code ec;
+  const asio::ip::address address = asio::ip::make_address(impl_->options().address, ec);
+  return !ec && address.is_loopback();
+}
 int Server::threads() const { return impl_->threads(); }
 void Server::Start(Handler* handler) { impl_->Start(handler); }
 bool Server::Shutdown(std::chrono::milliseconds timeout) { return impl_->Shutdown(timeout); }

@@ -53,6 +53,8 @@ class Server : public TaskRunner {
   // The bound port (useful with port 0).
   uint16_t port() const;
   const std::string& address() const;
+  // True when the listening address is a loopback address (127.0.0.0/8, ::1).
+  bool listens_on_loopback_only() const;
   int threads() const;
 
   // Starts the I/O threads and accepting requests for `handler`, which must outlive the server.

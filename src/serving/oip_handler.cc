@@ -98,8 +98,38 @@ std::string Dump(const Json& json) {
 }  // namespace
 
 OipHandler::OipHandler(ModelManager* manager, metrics::Registry* registry, Clock* clock,
-                       const std::atomic<bool>* draining)
-    : manager_(manager), registry_(registry), clock_(clock), draining_(draining) {}
+                       const std::atomic<bool>* draining, ControlAccess control)
+    : manager_(manager),
+      registry_(registry),
+      clock_(clock),
+      draining_(draining),
+      control_(std::move(control)) {}
+
+std::optional<Response> OipHandler::CheckControlAccess(const http::Request& request) const {
+  if (control_.token.empty()) {
+    if (control_.allow_without_token) return std::nullopt;
+    return Response::Error(403,
+                           "the repository control API is disabled: this server listens beyond "
+                           "loopback without a token; start it with --api-token-file");
+  }
+  constexpr std::string_view kBearer = "Bearer ";
+  const std::string_view header = request.Header("Authorization");
+  std::string_view presented;
+  if (header.size() > kBearer.size() && header.substr(0, kBearer.size()) == kBearer) {
+    presented = header.substr(kBearer.size());
+  }
+  // Compare in time independent of where the first difference is.
+  const std::string& expected = control_.token;
+  unsigned char difference = presented.size() == expected.size() ? 0 : 1;
+  for (size_t i = 0; i < expected.size(); ++i) {
+    const char got = i < presented.size() ? presented[i] : '\0';
+    difference |= static_cast<unsigned char>(got ^ expected[i]);
+  }
+  if (difference == 0) return std::nullopt;
+  Response response = Response::Error(401, "a valid 'Authorization: Bearer <token>' is required");
+  response.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"edgeloop\"");
+  return response;
+}
 
 void OipHandler::Handle(http::Request request, http::Responder respond) {
   PathSegments s;
@@ -167,6 +197,7 @@ void OipHandler::Handle(http::Request request, http::Responder respond) {
     }
     if (s.size() == 5 && s[2] == "models" && (s[4] == "load" || s[4] == "unload")) {
       if (!post) return respond(MethodNotAllowed("POST"));
+      if (auto denied = CheckControlAccess(request)) return respond(std::move(*denied));
       const std::string model(s[3]);
       if (!request.body.empty()) {
         Json body = Json::parse(request.body, nullptr, false);

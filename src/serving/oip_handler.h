@@ -6,6 +6,7 @@
 #define EDGELOOP_SERVING_OIP_HANDLER_H_
 
 #include <atomic>
+#include <optional>
 #include <string>
 
 #include "common/clock.h"
@@ -15,12 +16,21 @@
 
 namespace edgeloop::serving {
 
+// Who may use the endpoints that change state (repository load and unload).
+struct ControlAccess {
+  // When set, requests must carry `Authorization: Bearer <token>` (401 otherwise).
+  std::string token;
+  // Without a token: allow everyone (for a server that listens on loopback only) or no one
+  // (403), so that a server reachable from the network never has an open control API.
+  bool allow_without_token = false;
+};
+
 class OipHandler : public http::Handler {
  public:
   // Every pointer must outlive the handler. `draining` turns readiness false while the server
   // shuts down.
   OipHandler(ModelManager* manager, metrics::Registry* registry, Clock* clock,
-             const std::atomic<bool>* draining);
+             const std::atomic<bool>* draining, ControlAccess control);
 
   void Handle(http::Request request, http::Responder respond) override;
 
@@ -31,11 +41,14 @@ class OipHandler : public http::Handler {
   http::Response ModelReady(std::string_view model, std::optional<int64_t> version) const;
   http::Response ServerReady() const;
   http::Response RepositoryIndex(const http::Request& request) const;
+  // An error response when `request` may not change state, nullopt when it may.
+  std::optional<http::Response> CheckControlAccess(const http::Request& request) const;
 
   ModelManager* manager_;
   metrics::Registry* registry_;
   Clock* clock_;
   const std::atomic<bool>* draining_;
+  const ControlAccess control_;
 };
 
 }  // namespace edgeloop::serving

@@ -27,14 +27,17 @@ class OipHandlerTest : public ::testing::Test {
     options.runner = &runner_;
     manager_ = std::move(*ModelManager::Create(options));
     manager_->Reconcile(true);
-    handler_ = std::make_unique<OipHandler>(manager_.get(), &registry_, &clock_, &draining_);
+    handler_ = std::make_unique<OipHandler>(manager_.get(), &registry_, &clock_, &draining_,
+                                            ControlAccess{"", true});
   }
 
-  http::Response Call(http::Method method, const std::string& target, std::string body = "") {
+  http::Response Call(http::Method method, const std::string& target, std::string body = "",
+                      std::string authorization = "") {
     http::Request request;
     request.method = method;
     request.target = target;
     request.body = std::move(body);
+    if (!authorization.empty()) request.headers.emplace_back("Authorization", authorization);
     http::Response response;
     bool answered = false;
     handler_->Handle(std::move(request), http::Responder::FromCallback([&](http::Response r) {
@@ -162,6 +165,39 @@ TEST_F(OipHandlerTest, RepositoryIndexUnloadAndMetrics) {
   EXPECT_EQ(metrics.status, 200);
   EXPECT_EQ(metrics.content_type, "text/plain; version=0.0.4; charset=utf-8");
   EXPECT_NE(metrics.body.find("edgeloop_inference_requests_total"), std::string::npos);
+}
+
+TEST_F(OipHandlerTest, ControlEndpointsNeedTheTokenWhenOneIsSet) {
+  handler_ = std::make_unique<OipHandler>(manager_.get(), &registry_, &clock_, &draining_,
+                                          ControlAccess{"s3cret-token-0123456789", false});
+  http::Response missing = Call(Method::kPost, "/v2/repository/models/m/unload");
+  EXPECT_EQ(missing.status, 401);
+  ASSERT_EQ(missing.headers.size(), 1u);
+  EXPECT_EQ(missing.headers[0].first, "WWW-Authenticate");
+  EXPECT_EQ(Call(Method::kPost, "/v2/repository/models/m/unload", "", "Bearer wrong").status,
+            401);
+  EXPECT_EQ(Call(Method::kPost, "/v2/repository/models/m/unload", "",
+                 "Bearer s3cret-token-012345678")
+                .status,
+            401);
+  EXPECT_EQ(Call(Method::kPost, "/v2/repository/models/m/unload", "",
+                 "Basic s3cret-token-0123456789")
+                .status,
+            401);
+  EXPECT_EQ(CallJson(Method::kGet, "/v2/models/m/ready", 200)["ready"], true);  // still loaded
+  EXPECT_EQ(Call(Method::kPost, "/v2/repository/models/m/unload", "",
+                 "Bearer s3cret-token-0123456789")
+                .status,
+            200);
+  // Reading stays open.
+  CallJson(Method::kPost, "/v2/repository/index", 200);
+}
+
+TEST_F(OipHandlerTest, ControlEndpointsAreClosedWithoutTokenBeyondLoopback) {
+  handler_ = std::make_unique<OipHandler>(manager_.get(), &registry_, &clock_, &draining_,
+                                          ControlAccess{"", false});
+  EXPECT_EQ(Call(Method::kPost, "/v2/repository/models/m/unload").status, 403);
+  EXPECT_EQ(CallJson(Method::kGet, "/v2/models/m/ready", 200)["ready"], true);
 }
 
 TEST_F(OipHandlerTest, RequestsAreCountedByModelVersionAndCode) {

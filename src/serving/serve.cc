@@ -40,7 +40,12 @@ Status RunServe(const ServeOptions& options) {
   manager->Start(options.poll_interval);
 
   std::atomic<bool> draining{false};
-  OipHandler handler(manager.get(), &registry, Clock::Real(), &draining);
+  ControlAccess control{options.api_token, server->listens_on_loopback_only()};
+  if (options.api_token.empty() && !control.allow_without_token) {
+    log::Warn("the repository control API (load/unload) is disabled: no --api-token-file and "
+              "the server listens beyond loopback");
+  }
+  OipHandler handler(manager.get(), &registry, Clock::Real(), &draining, std::move(control));
   server->Start(&handler);
   log::Info("listening", {{"address", server->address()},
                           {"port", static_cast<int>(server->port())},

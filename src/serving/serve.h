@@ -16,6 +16,9 @@ struct ServeOptions {
   http::ServerOptions http;
   std::chrono::milliseconds poll_interval{1000};  // 0: scan only at start and on API loads
   std::chrono::milliseconds drain_timeout{30'000};
+  // Bearer token for the endpoints that change state (repository load/unload). Empty: they are
+  // open when the server listens on loopback only, and closed (403) otherwise.
+  std::string api_token;
 };
 
 // Loads the repository's models, serves until SIGTERM/SIGINT, then drains. Returns OK after a

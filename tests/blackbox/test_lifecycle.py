@@ -18,7 +18,7 @@ QUEUE_DELAY_US = 1500000
 SERVE_FLAGS = ["--model-repository", "--http-address", "--http-port", "--http-threads",
                "--max-body-bytes", "--max-header-bytes", "--header-timeout-ms",
                "--body-timeout-ms", "--idle-timeout-ms", "--max-connections",
-               "--poll-interval-ms", "--drain-timeout-ms"]
+               "--poll-interval-ms", "--drain-timeout-ms", "--api-token-file"]
 
 
 def trained():
@@ -285,6 +285,52 @@ class ConfigFileTest(harness.ServerTestCase):
         self.assertTrue(listening)
         self.assertFalse(listening[0].lstrip().startswith("{"),
                          f"--log-format text did not override the file: {listening[0]}")
+
+
+class ControlTokenTest(harness.ServerTestCase):
+    """--api-token-file: the repository load/unload API needs the bearer token; the token never
+    appears in the logs; a bad token file is a usage error."""
+
+    TOKEN = "tok-3f9a1c77e2b04d51a8c6"
+
+    def token_file(self, text):
+        path = os.path.join(harness.make_temp_dir("token-"), "token")
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def test_load_and_unload_need_the_token(self):
+        path = self.token_file(self.TOKEN + "\n")
+        server = self.start_server(simple_repo(), ["--api-token-file", path],
+                                   global_flags=["--log-level", "debug"])
+        client = server.client()
+        self.addCleanup(client.close)
+        unload = "/v2/repository/models/m/unload"
+        self.assert_error(client.post(unload, {}), 401, "no token")
+        self.assertEqual(client.post(unload, {}).header("WWW-Authenticate"),
+                         'Bearer realm="edgeloop"')
+        self.assert_error(client.post(unload, {}, headers={"Authorization": "Bearer nope"}),
+                          401, "wrong token")
+        self.assertEqual(client.get("/v2/models/m/ready").status, 200)
+        good = {"Authorization": "Bearer " + self.TOKEN}
+        self.assertEqual(client.post(unload, {}, headers=good).status, 200)
+        self.assertEqual(client.get("/v2/models/m/ready").status, 503)
+        self.assertEqual(client.post("/v2/repository/models/m/load", {}, headers=good).status,
+                         200)
+        self.assertEqual(client.get("/v2/models/m/ready").status, 200)
+        server.stop()
+        self.assertNotIn(self.TOKEN, "\n".join(server.stderr_lines()))
+
+    def test_short_or_missing_token_file_is_a_usage_error(self):
+        for path in (self.token_file("short\n"), "/nonexistent/token"):
+            with self.subTest(path=path):
+                result = subprocess.run(
+                    [harness.require_binary(), "serve", "--model-repository",
+                     simple_repo().root, "--http-address", "127.0.0.1", "--http-port", "0",
+                     "--api-token-file", path],
+                    capture_output=True, timeout=harness.scaled(20))
+                self.assertNotEqual(result.returncode, 0)
+                self.assertIn(b"token", result.stderr.lower() + result.stdout.lower())
 
 
 class LogFormatTest(harness.ServerTestCase):
