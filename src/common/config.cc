@@ -45,8 +45,8 @@ void Flatten(const YAML::Node& map, std::vector<std::string>& parents,
 }
 
 // The options of `app` that have a value (or a default, with `default_also`), as name -> values.
-std::vector<std::pair<std::string, std::vector<std::string>>> ConfiguredValues(
-    const CLI::App* app, bool default_also) {
+std::vector<std::pair<std::string, std::vector<std::string>>> ConfiguredValues(const CLI::App* app,
+                                                                               bool default_also) {
   std::vector<std::pair<std::string, std::vector<std::string>>> values;
   for (const CLI::Option* option : app->get_options()) {
     if (!option->get_configurable() || option->get_lnames().empty()) continue;

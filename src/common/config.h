@@ -13,11 +13,10 @@
 #ifndef EDGELOOP_COMMON_CONFIG_H_
 #define EDGELOOP_COMMON_CONFIG_H_
 
+#include <CLI/CLI.hpp>
 #include <istream>
 #include <string>
 #include <vector>
-
-#include <CLI/CLI.hpp>
 
 namespace edgeloop {
 

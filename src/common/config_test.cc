@@ -41,8 +41,9 @@ class ConfigTest : public ::testing::Test {
 };
 
 TEST_F(ConfigTest, FileSetsGlobalAndSubcommandOptions) {
-  WriteConfig("log-format: json\nserve:\n  http-port: 9100\n  model-repository: /models\n"
-              "  tags: [a, b]\n");
+  WriteConfig(
+      "log-format: json\nserve:\n  http-port: 9100\n  model-repository: /models\n"
+      "  tags: [a, b]\n");
   Parse({"--config", path_.string(), "serve"});
   EXPECT_EQ(log_format_, "json");
   EXPECT_EQ(port_, 9100);

@@ -91,8 +91,8 @@ StatusOr<Level> ParseLevel(std::string_view text) {
     if (LevelName(level) == text) return level;
   }
   if (text == "warning") return Level::kWarn;
-  return InvalidArgumentError(
-      "log level must be one of trace, debug, info, warn, error; got '" + std::string(text) + "'");
+  return InvalidArgumentError("log level must be one of trace, debug, info, warn, error; got '" +
+                              std::string(text) + "'");
 }
 
 void Init(Format format, Level level) {
@@ -131,8 +131,8 @@ std::string FormatText(std::string_view message, Fields fields) {
   return line;
 }
 
-std::string FormatJson(std::string_view timestamp, std::string_view level,
-                       std::string_view message, Fields fields) {
+std::string FormatJson(std::string_view timestamp, std::string_view level, std::string_view message,
+                       Fields fields) {
   std::string line = "{\"ts\":\"";
   line += timestamp;
   line += "\",\"level\":\"";

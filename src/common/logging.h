@@ -50,8 +50,8 @@ class Field {
   Field(std::string_view key, const Status& status)
       : key_(key), text_(status.ToString()), quoted_(true) {}
   template <typename T>
-    requires(std::is_integral_v<T> && !std::is_same_v<T, bool>)
-  Field(std::string_view key, T value) : key_(key), text_(std::to_string(value)) {}
+  requires(std::is_integral_v<T> && !std::is_same_v<T, bool>) Field(std::string_view key, T value)
+      : key_(key), text_(std::to_string(value)) {}
 
   std::string_view key() const { return key_; }
   const std::string& text() const { return text_; }
@@ -86,8 +86,8 @@ inline void Error(std::string_view message, Fields fields = {}) {
 
 // Renders one log line body without timestamp and level; exposed for tests.
 std::string FormatText(std::string_view message, Fields fields);
-std::string FormatJson(std::string_view timestamp, std::string_view level,
-                       std::string_view message, Fields fields);
+std::string FormatJson(std::string_view timestamp, std::string_view level, std::string_view message,
+                       Fields fields);
 
 }  // namespace edgeloop::log
 

@@ -84,14 +84,13 @@ Histogram::Snapshot Histogram::Take() const {
 }
 
 std::vector<double> LatencyBuckets() {
-  return {25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3,
-          10e-3, 25e-3, 50e-3,  100e-3, 250e-3, 500e-3, 1.0,  2.5,
-          5.0,   10.0};
+  return {25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3,
+          25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1.0,  2.5,    5.0,  10.0};
 }
 
 std::vector<double> PowerOfTwoBuckets(double max) {
   std::vector<double> bounds;
-  for (double bound = 1; ; bound *= 2) {
+  for (double bound = 1;; bound *= 2) {
     bounds.push_back(bound);
     if (bound >= max) break;
   }
@@ -202,8 +201,7 @@ Family<Gauge>* Registry::AddGauge(const std::string& name, const std::string& he
 Family<Histogram>* Registry::AddHistogram(const std::string& name, const std::string& help,
                                           std::vector<std::string> label_names,
                                           std::vector<double> bounds) {
-  return AddFamily<Histogram>(mu_, families_, name, help, std::move(label_names),
-                              Type::kHistogram,
+  return AddFamily<Histogram>(mu_, families_, name, help, std::move(label_names), Type::kHistogram,
                               [bounds] { return std::make_shared<Histogram>(bounds); });
 }
 

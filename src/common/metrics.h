@@ -136,8 +136,7 @@ class Registry {
   Family<Gauge>* AddGauge(const std::string& name, const std::string& help,
                           std::vector<std::string> label_names = {});
   Family<Histogram>* AddHistogram(const std::string& name, const std::string& help,
-                                  std::vector<std::string> label_names,
-                                  std::vector<double> bounds);
+                                  std::vector<std::string> label_names, std::vector<double> bounds);
 
   // The whole registry in the Prometheus text format, families in registration order.
   std::string Render() const;

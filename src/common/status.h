@@ -97,9 +97,10 @@ class [[nodiscard]] StatusOr {
   }
   StatusOr(T value) : value_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
   template <typename U>
-    requires(std::is_constructible_v<T, U&&> && !std::is_same_v<std::decay_t<U>, Status> &&
-             !std::is_same_v<std::decay_t<U>, StatusOr<T>> && !std::is_same_v<std::decay_t<U>, T>)
-  StatusOr(U&& value) : value_(std::forward<U>(value)) {}  // NOLINT(google-explicit-constructor)
+  requires(std::is_constructible_v<T, U&&> && !std::is_same_v<std::decay_t<U>, Status> &&
+           !std::is_same_v<std::decay_t<U>, StatusOr<T>> && !std::is_same_v<std::decay_t<U>, T>)
+      StatusOr(U&& value)
+      : value_(std::forward<U>(value)) {}  // NOLINT(google-explicit-constructor)
 
   bool ok() const { return value_.has_value(); }
   const Status& status() const& { return status_; }
@@ -134,9 +135,9 @@ class [[nodiscard]] StatusOr {
 #define EDGELOOP_STATUS_CONCAT_(a, b) EDGELOOP_STATUS_CONCAT_INNER_(a, b)
 
 // Returns from the current function when `expr` (a Status) is not OK.
-#define RETURN_IF_ERROR(expr)                          \
-  do {                                                 \
-    ::edgeloop::Status edgeloop_status_ = (expr);      \
+#define RETURN_IF_ERROR(expr)                            \
+  do {                                                   \
+    ::edgeloop::Status edgeloop_status_ = (expr);        \
     if (!edgeloop_status_.ok()) return edgeloop_status_; \
   } while (false)
 
@@ -144,8 +145,8 @@ class [[nodiscard]] StatusOr {
 // otherwise moves the value into `lhs` (which may be a declaration: `auto x`).
 #define ASSIGN_OR_RETURN(lhs, expr) \
   ASSIGN_OR_RETURN_IMPL_(EDGELOOP_STATUS_CONCAT_(edgeloop_statusor_, __LINE__), lhs, expr)
-#define ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \
-  auto tmp = (expr);                           \
+#define ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr)   \
+  auto tmp = (expr);                             \
   if (!tmp.ok()) return std::move(tmp).status(); \
   lhs = std::move(tmp).value()
 

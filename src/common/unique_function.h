@@ -18,9 +18,9 @@ class UniqueFunction<R(Args...)> {
  public:
   UniqueFunction() = default;
   template <typename F>
-    requires(!std::is_same_v<std::decay_t<F>, UniqueFunction> &&
-             std::is_invocable_r_v<R, std::decay_t<F>&, Args...>)
-  UniqueFunction(F&& f)  // NOLINT(google-explicit-constructor)
+  requires(!std::is_same_v<std::decay_t<F>, UniqueFunction> &&
+           std::is_invocable_r_v<R, std::decay_t<F>&, Args...>)
+      UniqueFunction(F&& f)  // NOLINT(google-explicit-constructor)
       : impl_(std::make_unique<Impl<std::decay_t<F>>>(std::forward<F>(f))) {}
 
   UniqueFunction(UniqueFunction&&) noexcept = default;

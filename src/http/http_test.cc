@@ -50,7 +50,9 @@ TEST(HttpTest, ResponderDeliversOnce) {
 
 TEST(HttpTest, DroppedResponderAnswers500) {
   int status = 0;
-  { Responder respond = Responder::FromCallback([&](Response r) { status = r.status; }); }
+  {
+    Responder respond = Responder::FromCallback([&](Response r) { status = r.status; });
+  }
   EXPECT_EQ(status, 500);
 }
 

@@ -76,8 +76,8 @@ class ServerMetrics {
     if (registry == nullptr) return;
     requests_ = registry->AddCounter("edgeloop_http_requests_total",
                                      "HTTP responses sent, by status code.", {"code"});
-    connections_ = registry->AddGauge("edgeloop_http_connections", "Open HTTP connections.")
-                       ->With({});
+    connections_ =
+        registry->AddGauge("edgeloop_http_connections", "Open HTTP connections.")->With({});
     rejected_ = registry
                     ->AddCounter("edgeloop_http_connections_rejected_total",
                                  "Connections refused with 503 because of the connection cap.")
@@ -259,11 +259,9 @@ class Connection final : public ResponseSink, public std::enable_shared_from_thi
     parser_.emplace();
     parser_->header_limit(static_cast<uint32_t>(options().max_header_bytes));
     parser_->body_limit(options().max_body_bytes);
-    bhttp::async_read_header(
-        socket_, buffer_, *parser_,
-        [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
-          self->OnHeader(ec);
-        });
+    bhttp::async_read_header(socket_, buffer_, *parser_,
+                             [self = shared_from_this()](const boost::system::error_code& ec,
+                                                         size_t) { self->OnHeader(ec); });
   }
 
   void OnHeader(const boost::system::error_code& ec) {
@@ -279,8 +277,7 @@ class Connection final : public ResponseSink, public std::enable_shared_from_thi
       phase_ = Phase::kWriting;
       SetDeadline(options().body_timeout);
       asio::async_write(socket_, asio::buffer(kContinue.data(), kContinue.size()),
-                        [self = shared_from_this()](const boost::system::error_code& wec,
-                                                    size_t) {
+                        [self = shared_from_this()](const boost::system::error_code& wec, size_t) {
                           if (wec) return self->Close();
                           self->ReadBody();
                         });
@@ -345,9 +342,8 @@ class Connection final : public ResponseSink, public std::enable_shared_from_thi
       request.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
     }
     request.body = std::move(message.body());
-    server_->handler()->Handle(std::move(request),
-                               Responder(std::static_pointer_cast<ResponseSink>(
-                                   shared_from_this())));
+    server_->handler()->Handle(
+        std::move(request), Responder(std::static_pointer_cast<ResponseSink>(shared_from_this())));
   }
 
   // Answers a request that was not read completely (or not valid) and closes.
@@ -371,13 +367,12 @@ class Connection final : public ResponseSink, public std::enable_shared_from_thi
     phase_ = Phase::kWriting;
     SetDeadline(options().body_timeout);
     // Header and body go out in one sendmsg (two iovecs), without copying the body.
-    const std::array<asio::const_buffer, 2> buffers = {asio::buffer(header_),
-                                                       asio::buffer(body_)};
-    asio::async_write(socket_, buffers,
-                      [self = shared_from_this(), keep_alive](const boost::system::error_code& ec,
-                                                              size_t) {
-                        self->OnWrite(ec, keep_alive);
-                      });
+    const std::array<asio::const_buffer, 2> buffers = {asio::buffer(header_), asio::buffer(body_)};
+    asio::async_write(
+        socket_, buffers,
+        [self = shared_from_this(), keep_alive](const boost::system::error_code& ec, size_t) {
+          self->OnWrite(ec, keep_alive);
+        });
   }
 
   // The status line and headers, written by hand: Beast's serializer costs more per response
@@ -387,7 +382,8 @@ class Connection final : public ResponseSink, public std::enable_shared_from_thi
     out->append(version_ == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");
     out->append(std::to_string(response.status));
     out->push_back(' ');
-    out->append(bhttp::obsolete_reason(bhttp::int_to_status(static_cast<unsigned>(response.status))));
+    out->append(
+        bhttp::obsolete_reason(bhttp::int_to_status(static_cast<unsigned>(response.status))));
     out->append("\r\nContent-Type: ");
     AppendHeaderValue(out, response.content_type);
     out->append("\r\nContent-Length: ");
@@ -433,12 +429,12 @@ class Connection final : public ResponseSink, public std::enable_shared_from_thi
     phase_ = Phase::kLingering;
     SetDeadline(std::chrono::milliseconds(2000));
     if (!discard_) discard_ = std::make_unique<std::array<char, 4096>>();
-    socket_.async_read_some(asio::buffer(*discard_),
-                            [self = shared_from_this()](const boost::system::error_code& ec,
-                                                        size_t) {
-                              if (ec) return self->Close();
-                              self->Linger();
-                            });
+    socket_.async_read_some(
+        asio::buffer(*discard_),
+        [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
+          if (ec) return self->Close();
+          self->Linger();
+        });
   }
 
   void Close() {
@@ -505,21 +501,19 @@ void Server::Impl::Start(Handler* handler) {
 void Server::Impl::Accept() {
   Worker* target = workers_[next_worker_].get();
   next_worker_ = (next_worker_ + 1) % workers_.size();
-  acceptor_->async_accept(target->io.get_executor(), [this, target](
-                                                         const boost::system::error_code& ec,
-                                                         Socket socket) {
-    OnAccept(ec, std::move(socket), target);
-  });
+  acceptor_->async_accept(target->io.get_executor(),
+                          [this, target](const boost::system::error_code& ec, Socket socket) {
+                            OnAccept(ec, std::move(socket), target);
+                          });
 }
 
-void Server::Impl::OnAccept(const boost::system::error_code& ec, Socket socket,
-                            Worker* worker) {
+void Server::Impl::OnAccept(const boost::system::error_code& ec, Socket socket, Worker* worker) {
   if (ec == asio::error::operation_aborted || !acceptor_->is_open()) return;
   if (ec) {
     // Out of file descriptors and the like: back off briefly instead of spinning.
     log::Warn("accept failed", {{"error", ec.message()}});
-    auto timer = std::make_shared<asio::steady_timer>(workers_[0]->io,
-                                                      std::chrono::milliseconds(50));
+    auto timer =
+        std::make_shared<asio::steady_timer>(workers_[0]->io, std::chrono::milliseconds(50));
     timer->async_wait([this, timer](const boost::system::error_code& wait_ec) {
       if (!wait_ec && !draining()) Accept();
     });

@@ -45,7 +45,8 @@ class Client {
       if (header_end != std::string::npos) {
         size_t length = 0;
         const size_t at = buffer_.find("Content-Length: ");
-        if (at != std::string::npos && at < header_end) length = std::stoul(buffer_.substr(at + 16));
+        if (at != std::string::npos && at < header_end)
+          length = std::stoul(buffer_.substr(at + 16));
         if (buffer_.size() >= header_end + 4 + length) {
           std::string response = buffer_.substr(0, header_end + 4 + length);
           buffer_.erase(0, header_end + 4 + length);
@@ -223,7 +224,8 @@ TEST_F(ServerTest, IdleConnectionsCloseWithoutAResponse) {
 TEST_F(ServerTest, ExpectContinueIsHonoured) {
   StartServer();
   Client client(server_->port());
-  client.Send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n");
+  client.Send(
+      "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n");
   const std::string interim = client.ReadResponse();
   EXPECT_EQ(StatusOf(interim), 100) << interim;
   client.Send("abc");
@@ -263,8 +265,8 @@ TEST_F(ServerTest, ShutdownDrainsRequestsInFlight) {
   busy.Send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
   WaitFor([&] { return handler_.slow_waiting() == 1; });
 
-  auto drained = std::async(std::launch::async,
-                            [&] { return server_->Shutdown(std::chrono::seconds(10)); });
+  auto drained =
+      std::async(std::launch::async, [&] { return server_->Shutdown(std::chrono::seconds(10)); });
   EXPECT_TRUE(idle.ClosedByPeer());  // idle keep-alive connections close at once
   handler_.ReleaseSlow();
   const std::string response = busy.ReadResponse();

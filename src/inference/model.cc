@@ -12,8 +12,7 @@ StatusOr<std::unique_ptr<Model>> LoadModel(const ModelConfig& config) {
     return NotFoundError("model file " + config.model_file.string() + " does not exist");
   }
   if (config.framework == "xgboost") return LoadXgboostModel(config);
-  return UnimplementedError("unknown framework '" + config.framework +
-                            "' (supported: xgboost)");
+  return UnimplementedError("unknown framework '" + config.framework + "' (supported: xgboost)");
 }
 
 }  // namespace edgeloop::inference

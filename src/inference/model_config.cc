@@ -86,9 +86,9 @@ StatusOr<std::vector<TensorSpec>> ParseTensorList(const YAML::Node& node, const 
   std::vector<TensorSpec> specs;
   std::set<std::string> names;
   for (size_t i = 0; i < node.size(); ++i) {
-    ASSIGN_OR_RETURN(TensorSpec spec, ParseTensorSpec(node[i], std::string(field) + "[" +
-                                                                   std::to_string(i) + "]",
-                                                      is_output));
+    ASSIGN_OR_RETURN(
+        TensorSpec spec,
+        ParseTensorSpec(node[i], std::string(field) + "[" + std::to_string(i) + "]", is_output));
     if (!names.insert(spec.name).second) {
       return InvalidArgumentError(std::string("'") + field + "' repeats the name '" + spec.name +
                                   "'");
@@ -128,10 +128,9 @@ Status ParseBatching(const YAML::Node& node, BatchingConfig* out) {
 
 StatusOr<ModelConfig> ParseNode(const YAML::Node& root, ModelConfig config) {
   if (!root.IsMap()) return InvalidArgumentError("model.yaml must be a mapping");
-  static const std::set<std::string> kKnown = {"framework",  "backend", "model_file",
-                                               "inputs",     "outputs", "batching",
-                                               "parameters", "feature_names", "name",
-                                               "version"};
+  static const std::set<std::string> kKnown = {
+      "framework", "backend",    "model_file",    "inputs", "outputs",
+      "batching",  "parameters", "feature_names", "name",   "version"};
   for (const auto& entry : root) {
     const std::string key = entry.first.as<std::string>();
     if (!kKnown.count(key)) return InvalidArgumentError("unknown field '" + key + "'");

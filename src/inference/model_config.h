@@ -44,12 +44,12 @@ struct BatchingConfig {
 };
 
 struct ModelConfig {
-  std::string name;  // the model's folder name
+  std::string name;     // the model's folder name
   int64_t version = 0;  // the version folder's number
   std::filesystem::path version_dir;
 
   std::string framework;
-  std::string backend;  // empty: the framework's default backend
+  std::string backend;               // empty: the framework's default backend
   std::filesystem::path model_file;  // absolute (version_dir / model_file as written)
   std::vector<TensorSpec> inputs;
   std::vector<TensorSpec> outputs;

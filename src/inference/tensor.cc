@@ -31,9 +31,7 @@ constexpr std::array<DataTypeInfo, 14> kDataTypes = {{
 
 }  // namespace
 
-std::string_view DataTypeName(DataType type) {
-  return kDataTypes[static_cast<size_t>(type)].name;
-}
+std::string_view DataTypeName(DataType type) { return kDataTypes[static_cast<size_t>(type)].name; }
 
 std::optional<DataType> DataTypeFromName(std::string_view name) {
   for (const auto& info : kDataTypes) {

@@ -70,8 +70,7 @@ void RunBatch(const inference::Model& model, std::vector<BatchItem>& batch) {
   std::vector<int> outputs_wanted;
   for (const BatchItem& item : batch) {
     for (int index : item.output_indices) {
-      if (std::find(outputs_wanted.begin(), outputs_wanted.end(), index) ==
-          outputs_wanted.end()) {
+      if (std::find(outputs_wanted.begin(), outputs_wanted.end(), index) == outputs_wanted.end()) {
         outputs_wanted.push_back(index);
       }
     }
@@ -99,8 +98,7 @@ void RunBatch(const inference::Model& model, std::vector<BatchItem>& batch) {
     mine.reserve(item.output_indices.size());
     for (int index : item.output_indices) {
       const size_t position = static_cast<size_t>(
-          std::find(outputs_wanted.begin(), outputs_wanted.end(), index) -
-          outputs_wanted.begin());
+          std::find(outputs_wanted.begin(), outputs_wanted.end(), index) - outputs_wanted.begin());
       mine.push_back(SliceRows(outputs[position], first_row, item.rows()));
     }
     first_row += item.rows();
@@ -109,7 +107,8 @@ void RunBatch(const inference::Model& model, std::vector<BatchItem>& batch) {
 }
 
 Batcher::Batcher(BatcherOptions options, std::shared_ptr<const inference::Model> model,
-                 TaskRunner* runner, Clock* clock, std::shared_ptr<metrics::Histogram> queue_seconds,
+                 TaskRunner* runner, Clock* clock,
+                 std::shared_ptr<metrics::Histogram> queue_seconds,
                  std::shared_ptr<metrics::Histogram> batch_rows)
     : options_(options),
       model_(std::move(model)),
@@ -157,8 +156,8 @@ void Batcher::Submit(BatchItem item) {
     }
     // An idle model with nothing queued runs a request that need not wait at once, without
     // passing it through the queue.
-    run_directly = queue_.empty() && (options_.max_queue_delay_us == 0 ||
-                                      item.rows() >= options_.max_batch_size);
+    run_directly = queue_.empty() &&
+                   (options_.max_queue_delay_us == 0 || item.rows() >= options_.max_batch_size);
     if (!run_directly) {
       queued_rows_ += item.rows();
       queue_.push_back({std::move(item), now});

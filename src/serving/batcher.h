@@ -48,9 +48,8 @@ class Batcher : public std::enable_shared_from_this<Batcher> {
  public:
   // `runner` and `clock` must outlive the batcher and every task it posts; the histograms may
   // be null.
-  Batcher(BatcherOptions options, std::shared_ptr<const inference::Model> model,
-          TaskRunner* runner, Clock* clock,
-          std::shared_ptr<metrics::Histogram> queue_seconds,
+  Batcher(BatcherOptions options, std::shared_ptr<const inference::Model> model, TaskRunner* runner,
+          Clock* clock, std::shared_ptr<metrics::Histogram> queue_seconds,
           std::shared_ptr<metrics::Histogram> batch_rows);
 
   // Queues `item` and possibly runs batches on the calling thread before returning. When

@@ -61,7 +61,7 @@ class DataReader {
         if (count_ < capacity_ && !child.get_double().get(value)) {
           out[count_++] = static_cast<float>(value);
         } else if (!(child.type() == dom::element_type::ARRAY ? Read(child, depth + 1)
-                                                               : Leaf(child))) {
+                                                              : Leaf(child))) {
           return false;
         }
       }
@@ -212,14 +212,14 @@ StatusOr<std::string_view> GetString(dom::object object, const char* key, Where 
 StatusOr<Tensor> ParseInput(dom::object object, const inference::ModelConfig& config, int* index,
                             int64_t body_size) {
   ASSIGN_OR_RETURN(std::string_view name_view,
-                   GetString(object, "name", [] { return std::string("an input"); }, true));
+                   GetString(
+                       object, "name", [] { return std::string("an input"); }, true));
   std::string name(name_view);
   const int input_index = config.InputIndex(name);
   if (input_index < 0) {
     std::string known;
     for (const TensorSpec& spec : config.inputs) known += (known.empty() ? "" : ", ") + spec.name;
-    return InvalidArgumentError("unknown input '" + name + "' (the model's inputs: " + known +
-                                ")");
+    return InvalidArgumentError("unknown input '" + name + "' (the model's inputs: " + known + ")");
   }
   *index = input_index;
   const TensorSpec& spec = config.inputs[static_cast<size_t>(input_index)];
@@ -228,7 +228,8 @@ StatusOr<Tensor> ParseInput(dom::object object, const inference::ModelConfig& co
   ASSIGN_OR_RETURN(std::string_view datatype_name, GetString(object, "datatype", where, true));
   auto datatype = inference::DataTypeFromName(datatype_name);
   if (!datatype) {
-    return InvalidArgumentError(where() + ": unknown datatype '" + std::string(datatype_name) + "'");
+    return InvalidArgumentError(where() + ": unknown datatype '" + std::string(datatype_name) +
+                                "'");
   }
   if (*datatype != spec.datatype) {
     return InvalidArgumentError(where() + " has datatype " + std::string(datatype_name) +
@@ -415,8 +416,8 @@ StatusOr<InferRequest> ParseInferRequest(std::string& body, const inference::Mod
       return InvalidArgumentError("each element of 'inputs' must be an object");
     }
     int index = -1;
-    ASSIGN_OR_RETURN(Tensor tensor, ParseInput(input_object, config, &index,
-                                               static_cast<int64_t>(body.size())));
+    ASSIGN_OR_RETURN(Tensor tensor,
+                     ParseInput(input_object, config, &index, static_cast<int64_t>(body.size())));
     if (by_index[static_cast<size_t>(index)]) {
       return InvalidArgumentError("input '" + tensor.name() + "' is given more than once");
     }
@@ -446,8 +447,8 @@ StatusOr<InferRequest> ParseInferRequest(std::string& body, const inference::Mod
         return InvalidArgumentError("each element of 'outputs' must be an object");
       }
       ASSIGN_OR_RETURN(std::string_view name_view,
-                       GetString(output_object, "name",
-                                 [] { return std::string("an output"); }, true));
+                       GetString(
+                           output_object, "name", [] { return std::string("an output"); }, true));
       const std::string name(name_view);
       const int index = config.OutputIndex(name);
       if (index < 0) {
@@ -455,8 +456,8 @@ StatusOr<InferRequest> ParseInferRequest(std::string& body, const inference::Mod
         for (const TensorSpec& spec : config.outputs) {
           known += (known.empty() ? "" : ", ") + spec.name;
         }
-        return InvalidArgumentError("unknown output '" + name + "' (the model's outputs: " +
-                                    known + ")");
+        return InvalidArgumentError("unknown output '" + name + "' (the model's outputs: " + known +
+                                    ")");
       }
       for (int existing : request.output_indices) {
         if (existing == index) {

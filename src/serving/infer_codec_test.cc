@@ -24,9 +24,10 @@ StatusOr<InferRequest> Parse(std::string body, const inference::ModelConfig& con
 }
 
 TEST(InferCodecTest, ParsesFlatAndNestedData) {
-  for (const char* body :
-       {R"({"inputs":[{"name":"x","datatype":"FP32","shape":[2,3],"data":[1,2,3,4,5,6.5]}]})",
-        R"({"inputs":[{"data":[[1,2,3],[4,5,6.5]],"shape":[2,3],"datatype":"FP32","name":"x"}]})"}) {
+  for (
+      const char* body :
+      {R"({"inputs":[{"name":"x","datatype":"FP32","shape":[2,3],"data":[1,2,3,4,5,6.5]}]})",
+       R"({"inputs":[{"data":[[1,2,3],[4,5,6.5]],"shape":[2,3],"datatype":"FP32","name":"x"}]})"}) {
     auto request = Parse(body);
     ASSERT_TRUE(request.ok()) << request.status();
     ASSERT_EQ(request->inputs.size(), 1u);
@@ -37,7 +38,8 @@ TEST(InferCodecTest, ParsesFlatAndNestedData) {
 }
 
 TEST(InferCodecTest, NullIsMissing) {
-  auto request = Parse(R"({"inputs":[{"name":"x","datatype":"FP32","shape":[1,3],"data":[1,null,3]}]})");
+  auto request =
+      Parse(R"({"inputs":[{"name":"x","datatype":"FP32","shape":[1,3],"data":[1,null,3]}]})");
   ASSERT_TRUE(request.ok()) << request.status();
   EXPECT_TRUE(std::isnan(request->inputs[0].values<float>()[1]));
 }
@@ -107,15 +109,15 @@ TEST(InferCodecTest, RejectsBadRequests) {
 TEST(InferCodecTest, IntegerRangesAreChecked) {
   inference::ModelConfig config = Config();
   config.inputs = {{"x", DataType::kInt8, {-1, 1}, ""}};
-  EXPECT_TRUE(Parse(R"({"inputs":[{"name":"x","datatype":"INT8","shape":[1,1],"data":[-128]}]})",
-                    config)
-                  .ok());
-  EXPECT_FALSE(Parse(R"({"inputs":[{"name":"x","datatype":"INT8","shape":[1,1],"data":[128]}]})",
-                     config)
-                   .ok());
-  EXPECT_FALSE(Parse(R"({"inputs":[{"name":"x","datatype":"INT8","shape":[1,1],"data":[1.5]}]})",
-                     config)
-                   .ok());
+  EXPECT_TRUE(
+      Parse(R"({"inputs":[{"name":"x","datatype":"INT8","shape":[1,1],"data":[-128]}]})", config)
+          .ok());
+  EXPECT_FALSE(
+      Parse(R"({"inputs":[{"name":"x","datatype":"INT8","shape":[1,1],"data":[128]}]})", config)
+          .ok());
+  EXPECT_FALSE(
+      Parse(R"({"inputs":[{"name":"x","datatype":"INT8","shape":[1,1],"data":[1.5]}]})", config)
+          .ok());
 }
 
 TEST(InferCodecTest, Fp16IsUnimplementedInJson) {

@@ -76,10 +76,10 @@ ModelManager::ModelManager(const ModelManagerOptions& options)
   requests_ = registry->AddCounter("edgeloop_inference_requests_total",
                                    "Inference requests answered, by model, version and HTTP code.",
                                    {"model", "version", "code"});
-  request_seconds_ = registry->AddHistogram(
-      "edgeloop_inference_request_duration_seconds",
-      "Time from a parsed inference request to its serialized response.", {"model", "version"},
-      metrics::LatencyBuckets());
+  request_seconds_ =
+      registry->AddHistogram("edgeloop_inference_request_duration_seconds",
+                             "Time from a parsed inference request to its serialized response.",
+                             {"model", "version"}, metrics::LatencyBuckets());
   queue_seconds_ = registry->AddHistogram("edgeloop_inference_queue_duration_seconds",
                                           "Time inference requests waited in the batch queue.",
                                           {"model", "version"}, metrics::LatencyBuckets());
@@ -96,8 +96,7 @@ StatusOr<std::unique_ptr<ModelManager>> ModelManager::Create(const ModelManagerO
   if (options.registry == nullptr) return InvalidArgumentError("a metrics registry is required");
   std::error_code ec;
   if (!std::filesystem::is_directory(options.repository, ec)) {
-    return NotFoundError("model repository " + options.repository.string() +
-                         " is not a directory");
+    return NotFoundError("model repository " + options.repository.string() + " is not a directory");
   }
   return std::unique_ptr<ModelManager>(new ModelManager(options));
 }
@@ -231,8 +230,8 @@ void ModelManager::ReconcileImpl(bool trust_all, const std::string& trust_model)
       version.failed_fingerprint = job.fingerprint;
       load_failures_->With({job.model, version_label})->Increment();
       if (version.servable) {
-        version.reason = "reload failed, still serving the earlier load: " +
-                         loaded.status().ToString();
+        version.reason =
+            "reload failed, still serving the earlier load: " + loaded.status().ToString();
       } else {
         version.state = VersionState::kUnavailable;
         version.reason = loaded.status().ToString();
@@ -292,8 +291,8 @@ StatusOr<std::shared_ptr<const ServableVersion>> ModelManager::LoadServable(
     batcher_options.max_queue_size = config.batching.max_queue_size;
     batcher_options.max_concurrency = std::max(1, options_.batch_concurrency);
     servable->batcher =
-        std::make_shared<Batcher>(batcher_options, servable->model, options_.runner,
-                                  options_.clock, metrics.queue_seconds, metrics.batch_rows);
+        std::make_shared<Batcher>(batcher_options, servable->model, options_.runner, options_.clock,
+                                  metrics.queue_seconds, metrics.batch_rows);
   }
   servable->config = std::move(config);
   return std::shared_ptr<const ServableVersion>(std::move(servable));
@@ -306,8 +305,7 @@ void ModelManager::UnloadVersionLocked(const std::string& model, int64_t number,
   version.state = VersionState::kUnavailable;
   version.reason = reason;
   loaded_->Remove({model, std::to_string(number)});
-  log::Info("model version unloaded",
-            {{"model", model}, {"version", number}, {"reason", reason}});
+  log::Info("model version unloaded", {{"model", model}, {"version", number}, {"reason", reason}});
 }
 
 void ModelManager::ApplyUnloadsLocked() {

@@ -100,9 +100,9 @@ class ModelManager {
   struct VersionEntry {
     VersionState state = VersionState::kUnavailable;
     std::string reason;
-    bool present = false;             // its folder exists
-    std::string seen_fingerprint;     // at the previous scan
-    std::string failed_fingerprint;   // folder content whose load failed
+    bool present = false;                             // its folder exists
+    std::string seen_fingerprint;                     // at the previous scan
+    std::string failed_fingerprint;                   // folder content whose load failed
     std::shared_ptr<const ServableVersion> servable;  // set while READY
     std::weak_ptr<const ServableVersion> unloading;   // until requests let go of it
   };
@@ -128,10 +128,10 @@ class ModelManager {
   void ReconcileImpl(bool trust_all, const std::string& trust_model);
   StatusOr<std::shared_ptr<const ServableVersion>> LoadServable(const LoadJob& job) const;
   std::vector<int64_t> TargetVersionsLocked(const ModelEntry& entry) const;  // REQUIRES(mu_)
-  void ApplyUnloadsLocked();                                                // REQUIRES(mu_)
+  void ApplyUnloadsLocked();                                                 // REQUIRES(mu_)
   void UnloadVersionLocked(const std::string& model, int64_t version, VersionEntry& entry,
                            const std::string& reason);  // REQUIRES(mu_)
-  void PublishLocked();                                  // REQUIRES(mu_)
+  void PublishLocked();                                 // REQUIRES(mu_)
   void ControlLoop(std::chrono::milliseconds poll_interval);
 
   const ModelManagerOptions options_;

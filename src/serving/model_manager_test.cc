@@ -92,15 +92,15 @@ TEST_F(ModelManagerTest, AFailedVersionLeavesTheOldOneServingAndRetriesOnChange)
   EXPECT_EQ(ServedVersion(*manager, "m"), 1);
   const std::string state = StateOf(*manager, "m", "2");
   EXPECT_EQ(state.substr(0, 11), "UNAVAILABLE") << state;
-  EXPECT_NE(registry_.Render().find(
-                "edgeloop_model_load_failures_total{model=\"m\",version=\"2\"} 1"),
-            std::string::npos);
+  EXPECT_NE(
+      registry_.Render().find("edgeloop_model_load_failures_total{model=\"m\",version=\"2\"} 1"),
+      std::string::npos);
   EXPECT_TRUE(manager->Readiness().ok());
 
   manager->Reconcile(false);  // unchanged: not retried
-  EXPECT_NE(registry_.Render().find(
-                "edgeloop_model_load_failures_total{model=\"m\",version=\"2\"} 1"),
-            std::string::npos);
+  EXPECT_NE(
+      registry_.Render().find("edgeloop_model_load_failures_total{model=\"m\",version=\"2\"} 1"),
+      std::string::npos);
 
   repo_.AddVersion("m", 2);  // fixed
   manager->Reconcile(false);

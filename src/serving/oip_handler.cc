@@ -1,8 +1,7 @@
 #include "serving/oip_handler.h"
 
-#include <nlohmann/json.hpp>
-
 #include <array>
+#include <nlohmann/json.hpp>
 #include <vector>
 
 #include "common/build_info.h"
@@ -151,10 +150,9 @@ void OipHandler::Handle(http::Request request, http::Responder respond) {
   }
   if (s.size() == 1) {
     if (!get) return respond(MethodNotAllowed("GET"));
-    return respond(Response::Json(
-        200, Dump({{"name", "edgeloop"},
-                   {"version", build_info::kVersion},
-                   {"extensions", Json::array({"model_repository"})}})));
+    return respond(Response::Json(200, Dump({{"name", "edgeloop"},
+                                             {"version", build_info::kVersion},
+                                             {"extensions", Json::array({"model_repository"})}})));
   }
   if (s[1] == "health" && s.size() == 3 && (s[2] == "live" || s[2] == "ready")) {
     if (!get) return respond(MethodNotAllowed("GET"));
@@ -169,8 +167,8 @@ void OipHandler::Handle(http::Request request, http::Responder respond) {
       version = ParseVersionDirName(s[4]);
       if (!version) {
         // No version folder can have this name, so it is an unknown version.
-        return respond(Response::Error(404, "model '" + std::string(model) +
-                                                "' has no version '" + std::string(s[4]) +
+        return respond(Response::Error(404, "model '" + std::string(model) + "' has no version '" +
+                                                std::string(s[4]) +
                                                 "' (versions are positive integers)"));
       }
       rest = 5;
@@ -248,8 +246,7 @@ Response OipHandler::ModelReady(std::string_view model, std::optional<int64_t> v
   return Response::Json(http::HttpStatusFromStatus(servable.status()), Dump(body));
 }
 
-Response OipHandler::ModelMetadata(std::string_view model,
-                                   std::optional<int64_t> version) const {
+Response OipHandler::ModelMetadata(std::string_view model, std::optional<int64_t> version) const {
   auto servable = manager_->Find(model, version);
   if (!servable.ok()) return http::ErrorResponse(servable.status());
   const ServableVersion& chosen = **servable;
@@ -309,21 +306,21 @@ void OipHandler::Infer(http::Request& request, std::string_view model,
   auto parsed = ParseInferRequest(request.body, servable->config);
   if (!parsed.ok()) {
     Response response = http::ErrorResponse(parsed.status());
-    servable->metrics.CountRequest(servable->config.name, servable->version_string, response.status);
+    servable->metrics.CountRequest(servable->config.name, servable->version_string,
+                                   response.status);
     return respond(std::move(response));
   }
 
   BatchItem item;
   item.inputs = std::move(parsed->inputs);
   item.output_indices = std::move(parsed->output_indices);
-  item.done = [this, servable, started, id = std::move(parsed->id),
-               respond = std::move(respond)](
+  item.done = [this, servable, started, id = std::move(parsed->id), respond = std::move(respond)](
                   StatusOr<std::vector<inference::Tensor>> outputs) mutable {
     Response response =
-        outputs.ok() ? Response::Json(200, SerializeInferResponse(servable->config.name,
-                                                                  servable->version_string, id,
-                                                                  *outputs))
-                     : http::ErrorResponse(outputs.status());
+        outputs.ok()
+            ? Response::Json(200, SerializeInferResponse(servable->config.name,
+                                                         servable->version_string, id, *outputs))
+            : http::ErrorResponse(outputs.status());
     servable->metrics.CountRequest(servable->config.name, servable->version_string,
                                    response.status);
     servable->metrics.request_seconds->Observe(

@@ -82,8 +82,7 @@ TEST_F(OipHandlerTest, ModelMetadataAndReadiness) {
   EXPECT_EQ(metadata["platform"], "xgboost_native");
   EXPECT_EQ(metadata["inputs"][0]["shape"], Json::array({-1, 20}));
   EXPECT_EQ(metadata["outputs"][1]["name"], "contributions");
-  EXPECT_EQ(CallJson(Method::kGet, "/v2/models/m/versions/1", 200)["versions"],
-            Json::array({"1"}));
+  EXPECT_EQ(CallJson(Method::kGet, "/v2/models/m/versions/1", 200)["versions"], Json::array({"1"}));
   EXPECT_EQ(CallJson(Method::kGet, "/v2/models/m/ready", 200)["ready"], true);
   EXPECT_EQ(CallJson(Method::kGet, "/v2/models/m/versions/1/ready", 200)["version"], "1");
   CallJson(Method::kGet, "/v2/models/nope", 404);
@@ -174,21 +173,20 @@ TEST_F(OipHandlerTest, ControlEndpointsNeedTheTokenWhenOneIsSet) {
   EXPECT_EQ(missing.status, 401);
   ASSERT_EQ(missing.headers.size(), 1u);
   EXPECT_EQ(missing.headers[0].first, "WWW-Authenticate");
-  EXPECT_EQ(Call(Method::kPost, "/v2/repository/models/m/unload", "", "Bearer wrong").status,
-            401);
-  EXPECT_EQ(Call(Method::kPost, "/v2/repository/models/m/unload", "",
-                 "Bearer s3cret-token-012345678")
-                .status,
-            401);
-  EXPECT_EQ(Call(Method::kPost, "/v2/repository/models/m/unload", "",
-                 "Basic s3cret-token-0123456789")
-                .status,
-            401);
+  EXPECT_EQ(Call(Method::kPost, "/v2/repository/models/m/unload", "", "Bearer wrong").status, 401);
+  EXPECT_EQ(
+      Call(Method::kPost, "/v2/repository/models/m/unload", "", "Bearer s3cret-token-012345678")
+          .status,
+      401);
+  EXPECT_EQ(
+      Call(Method::kPost, "/v2/repository/models/m/unload", "", "Basic s3cret-token-0123456789")
+          .status,
+      401);
   EXPECT_EQ(CallJson(Method::kGet, "/v2/models/m/ready", 200)["ready"], true);  // still loaded
-  EXPECT_EQ(Call(Method::kPost, "/v2/repository/models/m/unload", "",
-                 "Bearer s3cret-token-0123456789")
-                .status,
-            200);
+  EXPECT_EQ(
+      Call(Method::kPost, "/v2/repository/models/m/unload", "", "Bearer s3cret-token-0123456789")
+          .status,
+      200);
   // Reading stays open.
   CallJson(Method::kPost, "/v2/repository/index", 200);
 }

@@ -98,8 +98,7 @@ StatusOr<VersionPolicy> ParsePolicyNode(const YAML::Node& node) {
     policy.kind = VersionPolicy::Kind::kAll;
     return policy;
   }
-  return InvalidArgumentError("unknown version policy '" + key +
-                              "' (use latest, specific or all)");
+  return InvalidArgumentError("unknown version policy '" + key + "' (use latest, specific or all)");
 }
 
 uint64_t Fnv1a(uint64_t hash, std::string_view bytes) {
@@ -133,8 +132,8 @@ StatusOr<VersionPolicy> ParseServingYaml(std::string_view text) {
 bool IsValidModelName(std::string_view name) {
   if (name.empty() || name.size() > 128 || name.front() == '.') return false;
   return std::all_of(name.begin(), name.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '.' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-';
   });
 }
 
@@ -188,12 +187,13 @@ std::string FingerprintDirectory(const fs::path& dir) {
 StatusOr<std::vector<ModelDir>> ScanRepository(const fs::path& root) {
   std::error_code ec;
   fs::directory_iterator models(root, ec);
-  if (ec) return UnavailableError("cannot read model repository " + root.string() + ": " +
-                                  ec.message());
+  if (ec)
+    return UnavailableError("cannot read model repository " + root.string() + ": " + ec.message());
   std::vector<ModelDir> result;
   for (; models != fs::directory_iterator(); models.increment(ec)) {
-    if (ec) return UnavailableError("cannot read model repository " + root.string() + ": " +
-                                    ec.message());
+    if (ec)
+      return UnavailableError("cannot read model repository " + root.string() + ": " +
+                              ec.message());
     const fs::directory_entry& model_entry = *models;
     const std::string name = model_entry.path().filename().string();
     std::error_code type_ec;

@@ -22,7 +22,7 @@ namespace edgeloop::serving {
 struct VersionPolicy {
   enum class Kind { kLatest, kSpecific, kAll };
   Kind kind = Kind::kLatest;
-  int64_t latest = 1;              // kLatest: how many of the highest versions
+  int64_t latest = 1;             // kLatest: how many of the highest versions
   std::vector<int64_t> specific;  // kSpecific: exactly these
 
   // The versions of `available` this policy serves, highest first.

@@ -39,8 +39,7 @@ TEST(VersionPolicyTest, SelectsVersions) {
 TEST(VersionPolicyTest, ParsesServingYaml) {
   EXPECT_EQ(ParseServingYaml("")->ToString(), "latest 1");
   EXPECT_EQ(ParseServingYaml("version_policy: {latest: 3}")->ToString(), "latest 3");
-  EXPECT_EQ(ParseServingYaml("version_policy: {specific: [1, 3]}")->ToString(),
-            "specific [1, 3]");
+  EXPECT_EQ(ParseServingYaml("version_policy: {specific: [1, 3]}")->ToString(), "specific [1, 3]");
   EXPECT_EQ(ParseServingYaml("version_policy: all")->ToString(), "all");
   for (const char* bad : {"version_policy: {latest: 0}", "version_policy: {latest: -1}",
                           "version_policy: {specific: []}", "version_policy: {newest: 2}",
@@ -56,8 +55,8 @@ TEST(RepositoryNamesTest, ModelAndVersionNames) {
   EXPECT_FALSE(IsValidModelName("a b"));
   EXPECT_FALSE(IsValidModelName(""));
   EXPECT_EQ(ParseVersionDirName("12"), 12);
-  for (const char* bad : {"0", "01", "-1", "3.tmp", ".staging-3", "", "1e3",
-                          "99999999999999999999"}) {
+  for (const char* bad :
+       {"0", "01", "-1", "3.tmp", ".staging-3", "", "1e3", "99999999999999999999"}) {
     EXPECT_FALSE(ParseVersionDirName(bad).has_value()) << bad;
   }
 }
@@ -84,9 +83,7 @@ TEST_F(RepositoryTest, ScanListsModelsVersionsAndPolicies) {
   EXPECT_EQ((*scan)[1].versions[1].version, 2);
 }
 
-TEST_F(RepositoryTest, MissingRootIsAnError) {
-  EXPECT_FALSE(ScanRepository(root_ / "nope").ok());
-}
+TEST_F(RepositoryTest, MissingRootIsAnError) { EXPECT_FALSE(ScanRepository(root_ / "nope").ok()); }
 
 TEST_F(RepositoryTest, FingerprintChangesWithContent) {
   Write("m/1/model.yaml", "a");

@@ -20,7 +20,7 @@ namespace edgeloop::serving {
 
 // Per-version metric children, looked up once at load.
 struct ServableMetrics {
-  metrics::Family<metrics::Counter>* requests = nullptr;  // {model, version, code}
+  metrics::Family<metrics::Counter>* requests = nullptr;          // {model, version, code}
   std::array<std::shared_ptr<metrics::Counter>, 6> common_codes;  // 200 400 404 500 501 503
   std::shared_ptr<metrics::Histogram> request_seconds;
   std::shared_ptr<metrics::Histogram> queue_seconds;

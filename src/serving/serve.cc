@@ -42,8 +42,9 @@ Status RunServe(const ServeOptions& options) {
   std::atomic<bool> draining{false};
   ControlAccess control{options.api_token, server->listens_on_loopback_only()};
   if (options.api_token.empty() && !control.allow_without_token) {
-    log::Warn("the repository control API (load/unload) is disabled: no --api-token-file and "
-              "the server listens beyond loopback");
+    log::Warn(
+        "the repository control API (load/unload) is disabled: no --api-token-file and "
+        "the server listens beyond loopback");
   }
   OipHandler handler(manager.get(), &registry, Clock::Real(), &draining, std::move(control));
   server->Start(&handler);
@@ -54,9 +55,9 @@ Status RunServe(const ServeOptions& options) {
 
   int received = 0;
   sigwait(&signals, &received);
-  log::Info("shutting down", {{"signal", strsignal(received)},
-                              {"drain_timeout_ms",
-                               static_cast<int64_t>(options.drain_timeout.count())}});
+  log::Info("shutting down",
+            {{"signal", strsignal(received)},
+             {"drain_timeout_ms", static_cast<int64_t>(options.drain_timeout.count())}});
   draining.store(true);
   const bool drained = server->Shutdown(options.drain_timeout);
   manager->Stop();
