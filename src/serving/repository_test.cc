@@ -32,7 +32,8 @@ TEST(VersionPolicyTest, SelectsVersions) {
   EXPECT_EQ(latest.Select({1, 3, 2}), (std::vector<int64_t>{3, 2}));
   VersionPolicy specific{VersionPolicy::Kind::kSpecific, 1, {1, 4}};
   EXPECT_EQ(specific.Select({1, 2, 3}), (std::vector<int64_t>{1}));
-  VersionPolicy all{VersionPolicy::Kind::kAll};
+  VersionPolicy all;
+  all.kind = VersionPolicy::Kind::kAll;
   EXPECT_EQ(all.Select({2, 1}), (std::vector<int64_t>{2, 1}));
 }
 
