@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "common/test_util.h"
 #include "inference/xgboost_json.h"
 
 namespace edgeloop::inference {
@@ -28,23 +29,9 @@ constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
 #define XGB_CHECK(call) ASSERT_EQ((call), 0) << XGBGetLastError()
 
-class TempDir {
+class TempDir : public edgeloop::testing::TempDir {
  public:
-  TempDir() {
-    static int counter = 0;
-    path_ = std::filesystem::temp_directory_path() /
-            ("edgeloop_tree_ensemble_test_" + std::to_string(getpid()) + "_" +
-             std::to_string(counter++));
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
+  TempDir() : edgeloop::testing::TempDir("edgeloop_tree_ensemble_test") {}
 };
 
 enum class Task { kBinary, kMulticlass, kRegression, kPositiveRegression };

@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/test_util.h"
 #include "inference/model.h"
 
 namespace edgeloop::inference {
@@ -29,23 +30,9 @@ constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
 #define XGB_CHECK(call) ASSERT_EQ((call), 0) << XGBGetLastError()
 
-class TempDir {
+class TempDir : public edgeloop::testing::TempDir {
  public:
-  TempDir() {
-    static int counter = 0;
-    path_ = std::filesystem::temp_directory_path() /
-            ("edgeloop_xgboost_backend_test_" + std::to_string(getpid()) + "_" +
-             std::to_string(counter++));
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
+  TempDir() : edgeloop::testing::TempDir("edgeloop_xgboost_backend_test") {}
 };
 
 std::filesystem::path SourceDir() {

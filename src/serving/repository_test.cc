@@ -4,25 +4,20 @@
 
 #include <fstream>
 
+#include "common/test_util.h"
+
 namespace edgeloop::serving {
 namespace {
 namespace fs = std::filesystem;
 
 class RepositoryTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    root_ = fs::temp_directory_path() /
-            ("edgeloop_repository_test_" + std::to_string(::getpid()) + "_" +
-             ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(root_);
-    fs::create_directories(root_);
-  }
-  void TearDown() override { fs::remove_all(root_); }
   void Write(const fs::path& relative, const std::string& text) {
     fs::create_directories((root_ / relative).parent_path());
     std::ofstream(root_ / relative) << text;
   }
-  fs::path root_;
+  edgeloop::testing::TempDir dir_{"edgeloop_repository_test"};
+  const fs::path& root_ = dir_.path();
 };
 
 TEST(VersionPolicyTest, SelectsVersions) {

@@ -2,13 +2,12 @@
 #ifndef EDGELOOP_SERVING_TEST_REPOSITORY_H_
 #define EDGELOOP_SERVING_TEST_REPOSITORY_H_
 
-#include <gtest/gtest.h>
-#include <unistd.h>
-
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
+
+#include "common/test_util.h"
 
 namespace edgeloop::serving::testing {
 
@@ -28,34 +27,24 @@ inline std::filesystem::path ExampleVersionDir() {
 
 class TestRepository {
  public:
-  TestRepository() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    root_ = std::filesystem::temp_directory_path() /
-            ("edgeloop_" + std::string(info->test_suite_name()) + "_" + info->name() + "_" +
-             std::to_string(::getpid()));
-    std::filesystem::remove_all(root_);
-    std::filesystem::create_directories(root_);
-  }
-  ~TestRepository() { std::filesystem::remove_all(root_); }
-
-  const std::filesystem::path& root() const { return root_; }
+  const std::filesystem::path& root() const { return dir_.path(); }
 
   // Copies the example model in as `model`/`version`.
   void AddVersion(const std::string& model, int version) {
-    const auto dest = root_ / model / std::to_string(version);
+    const auto dest = root() / model / std::to_string(version);
     std::filesystem::create_directories(dest);
     std::filesystem::copy(ExampleVersionDir(), dest,
                           std::filesystem::copy_options::recursive |
                               std::filesystem::copy_options::overwrite_existing);
   }
   void Write(const std::string& relative, const std::string& text) {
-    std::filesystem::create_directories((root_ / relative).parent_path());
-    std::ofstream(root_ / relative, std::ios::trunc) << text;
+    std::filesystem::create_directories((root() / relative).parent_path());
+    std::ofstream(root() / relative, std::ios::trunc) << text;
   }
-  void Remove(const std::string& relative) { std::filesystem::remove_all(root_ / relative); }
+  void Remove(const std::string& relative) { std::filesystem::remove_all(root() / relative); }
 
  private:
-  std::filesystem::path root_;
+  edgeloop::testing::TempDir dir_{"edgeloop_repository"};
 };
 
 }  // namespace edgeloop::serving::testing
