@@ -30,7 +30,7 @@ Command AddServeCommand(CLI::App& root) {
   CLI::App* app = root.add_subcommand(
       "serve", "Serve the models of a model repository (Open Inference Protocol v2 over HTTP)");
   auto options = std::make_shared<serving::ServeOptions>();
-  auto poll_ms = std::make_shared<int64_t>(1000);
+  auto poll_ms = std::make_shared<int64_t>(500);
   auto drain_ms = std::make_shared<int64_t>(30'000);
   auto header_ms = std::make_shared<int64_t>(10'000);
   auto body_ms = std::make_shared<int64_t>(30'000);

@@ -14,7 +14,7 @@ namespace edgeloop::serving {
 struct ServeOptions {
   std::string model_repository;
   http::ServerOptions http;
-  std::chrono::milliseconds poll_interval{1000};  // 0: scan only at start and on API loads
+  std::chrono::milliseconds poll_interval{500};  // 0: scan only at start and on API loads
   std::chrono::milliseconds drain_timeout{30'000};
   // Bearer token for the endpoints that change state (repository load/unload). Empty: they are
   // open when the server listens on loopback only, and closed (403) otherwise.
