@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <system_error>
@@ -34,6 +35,23 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+// The source tree: $EDGELOOP_SOURCE_DIR (ctest sets it), else the nearest folder above the
+// working directory that holds examples/models, else ".".
+inline std::filesystem::path SourceDir() {
+  if (const char* dir = std::getenv("EDGELOOP_SOURCE_DIR")) return dir;
+  for (std::filesystem::path dir = std::filesystem::current_path(); !dir.empty();
+       dir = dir.parent_path()) {
+    if (std::filesystem::exists(dir / "examples/models")) return dir;
+    if (dir == dir.parent_path()) break;
+  }
+  return ".";
+}
+
+// The bundled example model's version folder (XGBoost, 20 FP32 features).
+inline std::filesystem::path ExampleModelDir() {
+  return SourceDir() / "examples/models/machine-failure/1";
+}
 
 }  // namespace edgeloop::testing
 

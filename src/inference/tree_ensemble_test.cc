@@ -321,17 +321,7 @@ INSTANTIATE_TEST_SUITE_P(Objectives, MatchesXgboostTest, ::testing::ValuesIn(Cas
 
 // ---- the example model from the repository ----
 
-std::filesystem::path ExampleModelDir() {
-  const char* source = std::getenv("EDGELOOP_SOURCE_DIR");
-  const std::filesystem::path relative = "examples/models/machine-failure/1";
-  if (source != nullptr) return std::filesystem::path(source) / relative;
-  for (std::filesystem::path dir = std::filesystem::current_path(); !dir.empty();
-       dir = dir.parent_path()) {
-    if (std::filesystem::exists(dir / relative)) return dir / relative;
-    if (dir == dir.parent_path()) break;
-  }
-  return relative;
-}
+using edgeloop::testing::ExampleModelDir;
 
 TEST(TreeEnsembleTest, ExampleModelMatchesXgboost) {
   const std::filesystem::path file = ExampleModelDir() / "model.json";

@@ -35,17 +35,9 @@ class TempDir : public edgeloop::testing::TempDir {
   TempDir() : edgeloop::testing::TempDir("edgeloop_xgboost_backend_test") {}
 };
 
-std::filesystem::path SourceDir() {
-  if (const char* source = std::getenv("EDGELOOP_SOURCE_DIR")) return source;
-  for (std::filesystem::path dir = std::filesystem::current_path(); !dir.empty();
-       dir = dir.parent_path()) {
-    if (std::filesystem::exists(dir / "examples/models/machine-failure/1/model.yaml")) return dir;
-    if (dir == dir.parent_path()) break;
-  }
-  return ".";
-}
+using edgeloop::testing::SourceDir;
 
-std::filesystem::path ExampleDir() { return SourceDir() / "examples/models/machine-failure/1"; }
+std::filesystem::path ExampleDir() { return edgeloop::testing::ExampleModelDir(); }
 
 // The rows of examples/data/machine_failure_sample.csv plus `extra` noisy copies of them.
 std::vector<float> ExampleRows(size_t extra) {

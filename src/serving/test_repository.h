@@ -11,20 +11,6 @@
 
 namespace edgeloop::serving::testing {
 
-inline std::filesystem::path SourceDir() {
-  if (const char* dir = std::getenv("EDGELOOP_SOURCE_DIR")) return dir;
-  std::filesystem::path here = std::filesystem::current_path();
-  for (int i = 0; i < 4; ++i) {
-    if (std::filesystem::exists(here / "examples/models")) return here;
-    here = here.parent_path();
-  }
-  return ".";
-}
-
-inline std::filesystem::path ExampleVersionDir() {
-  return SourceDir() / "examples/models/machine-failure/1";
-}
-
 class TestRepository {
  public:
   const std::filesystem::path& root() const { return dir_.path(); }
@@ -33,7 +19,7 @@ class TestRepository {
   void AddVersion(const std::string& model, int version) {
     const auto dest = root() / model / std::to_string(version);
     std::filesystem::create_directories(dest);
-    std::filesystem::copy(ExampleVersionDir(), dest,
+    std::filesystem::copy(edgeloop::testing::ExampleModelDir(), dest,
                           std::filesystem::copy_options::recursive |
                               std::filesystem::copy_options::overwrite_existing);
   }
