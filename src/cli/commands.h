@@ -17,6 +17,7 @@ struct Command {
 };
 
 Command AddServeCommand(CLI::App& root);
+Command AddModelCommand(CLI::App& root);
 Command AddVersionCommand(CLI::App& root);
 
 }  // namespace edgeloop::cli

@@ -26,7 +26,8 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
 
-  std::vector<cli::Command> commands = {cli::AddServeCommand(app), cli::AddVersionCommand(app)};
+  std::vector<cli::Command> commands = {cli::AddServeCommand(app), cli::AddModelCommand(app),
+                                        cli::AddVersionCommand(app)};
 
   try {
     app.parse(argc, argv);

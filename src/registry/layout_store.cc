@@ -174,6 +174,13 @@ class LayoutStore final : public Store {
     return std::vector<std::string>(tags.begin(), tags.end());
   }
 
+  std::optional<fs::path> LocalBlobPath(const Digest& digest) override {
+    std::error_code ec;
+    const fs::path path = BlobPath(digest);
+    if (fs::is_regular_file(path, ec)) return path;
+    return std::nullopt;
+  }
+
   StatusOr<Index> ReferrersApi(const Digest&) override {
     return UnimplementedError("an OCI layout has no referrers API");
   }

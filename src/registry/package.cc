@@ -246,6 +246,12 @@ StatusOr<Descriptor> CopyArtifact(Store& from, std::string_view from_ref, Store&
       break;
     }
     if (*has) continue;
+    // Read a local blob in place; otherwise go through a scratch file.
+    if (auto local = from.LocalBlobPath(blob.digest)) {
+      status = to.PushBlob(blob, BlobSource::File(*local), progress);
+      if (!status.ok()) break;
+      continue;
+    }
     const fs::path file = scratch / std::string(blob.digest.hex());
     status = from.FetchBlob(blob, file, progress);
     if (status.ok()) status = to.PushBlob(blob, BlobSource::File(file), progress);

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -93,6 +94,13 @@ class Store {
                               std::string_view media_type) = 0;
   // Every tag, sorted (follows pagination).
   virtual StatusOr<std::vector<std::string>> ListTags() = 0;
+
+  // Where a blob already lies on this machine (a layout's blob file), so that copies can read
+  // it in place; nullopt for remote stores.
+  virtual std::optional<std::filesystem::path> LocalBlobPath(const Digest& digest) {
+    (void)digest;
+    return std::nullopt;
+  }
 
   // The referrers API: kUnimplemented when the store has none (then callers use the
   // "sha256-<hex>" fallback tag; see referrers.h).
