@@ -87,6 +87,7 @@ int Fail(const Status& status) {
   switch (status.code()) {
     case StatusCode::kInvalidArgument:
     case StatusCode::kFailedPrecondition:
+    case StatusCode::kAlreadyExists:
       return 2;
     case StatusCode::kPermissionDenied:
     case StatusCode::kUnauthenticated:
