@@ -70,8 +70,8 @@ class Progress {
       if (percent == last_percent_) return;
       last_percent_ = percent;
       shown_ = true;
-      std::fprintf(stderr, "\r  %3d%%  %lld / %lld MB", percent,
-                   static_cast<long long>(done >> 20), static_cast<long long>(total >> 20));
+      std::fprintf(stderr, "\r  %3d%%  %lld / %lld MB", percent, static_cast<long long>(done >> 20),
+                   static_cast<long long>(total >> 20));
       std::fflush(stderr);
     };
   }
@@ -131,7 +131,8 @@ struct Opened {
 StatusOr<Opened> Open(const ModelOptions& o, const std::string& text, bool create) {
   ASSIGN_OR_RETURN(Reference ref, registry::ParseReference(text));
   ASSIGN_OR_RETURN(registry::StoreOptions options, MakeStoreOptions(o));
-  ASSIGN_OR_RETURN(std::unique_ptr<registry::Store> store, registry::OpenStore(ref, options, create));
+  ASSIGN_OR_RETURN(std::unique_ptr<registry::Store> store,
+                   registry::OpenStore(ref, options, create));
   return Opened{std::move(ref), std::move(store)};
 }
 
@@ -180,8 +181,8 @@ Status RunPackage(const ModelOptions& o) {
   ASSIGN_OR_RETURN(registry::ModelPackage package, registry::BuildPackage(o.dir, options));
   ASSIGN_OR_RETURN(Opened target, Open(o, o.ref, true));
   Progress progress(!o.json);
-  RETURN_IF_ERROR(registry::PushPackage(*target.store, package, target.ref.tag,
-                                        progress.Callback()));
+  RETURN_IF_ERROR(
+      registry::PushPackage(*target.store, package, target.ref.tag, progress.Callback()));
   Print(o,
         {{"reference", target.ref.ToString()},
          {"name", package.name},
@@ -247,9 +248,9 @@ Status RunPull(const ModelOptions& o) {
          {"signature", verified}},
         "pulled " + pulled.name + " version " + pulled.version + " (" +
             pulled.manifest.digest.str() + ") into " + o.dest +
-            (verified.is_null() ? "\nnot verified: pass --trusted-key to check its signature"
-                                : "\nsignature verified (key " +
-                                      verified["key_id"].get<std::string>() + ")"));
+            (verified.is_null()
+                 ? "\nnot verified: pass --trusted-key to check its signature"
+                 : "\nsignature verified (key " + verified["key_id"].get<std::string>() + ")"));
   return Status::Ok();
 }
 
@@ -307,8 +308,8 @@ Status RunInspect(const ModelOptions& o) {
     text += "files:\n";
     for (const Descriptor& layer : manifest->layers) {
       auto title = layer.annotations.find(registry::annotation::kTitle);
-      text += "  " + (title == layer.annotations.end() ? std::string("?") : title->second) +
-              "  " + std::to_string(layer.size) + " bytes  " + layer.digest.str() + "\n";
+      text += "  " + (title == layer.annotations.end() ? std::string("?") : title->second) + "  " +
+              std::to_string(layer.size) + " bytes  " + layer.digest.str() + "\n";
     }
   }
   ASSIGN_OR_RETURN(std::vector<Descriptor> referrers,
@@ -330,7 +331,8 @@ Status RunSign(const ModelOptions& o) {
   options.repository = RepositoryFor(o, target.ref);
   options.counter = o.counter;
   options.validity = std::chrono::hours(24 * o.expires_days);
-  ASSIGN_OR_RETURN(Descriptor signature, registry::SignArtifact(*target.store, subject, key, options));
+  ASSIGN_OR_RETURN(Descriptor signature,
+                   registry::SignArtifact(*target.store, subject, key, options));
   Print(o,
         {{"subject", subject.digest.str()},
          {"signature", signature.digest.str()},
@@ -370,8 +372,7 @@ Status RunPromote(const ModelOptions& o) {
   options.validity = std::chrono::hours(24 * o.expires_days);
   ASSIGN_OR_RETURN(registry::PromotionRecord record,
                    registry::Promote(*target.store, target.ref.TagOrDigest(), o.alias,
-                                     o.by.empty() ? DefaultActor() : o.by, o.reason, key,
-                                     options));
+                                     o.by.empty() ? DefaultActor() : o.by, o.reason, key, options));
   Print(o,
         {{"alias", record.alias},
          {"to", record.to.str()},
@@ -410,8 +411,8 @@ Status RunHistory(const ModelOptions& o) {
 }  // namespace
 
 Command AddModelCommand(CLI::App& root) {
-  CLI::App* app = root.add_subcommand(
-      "model", "Package, sign, push, pull and promote models as OCI artifacts");
+  CLI::App* app =
+      root.add_subcommand("model", "Package, sign, push, pull and promote models as OCI artifacts");
   app->require_subcommand(1);
   auto o = std::make_shared<ModelOptions>();
   auto run = std::make_shared<std::function<Status(const ModelOptions&)>>();

@@ -38,9 +38,18 @@ Command AddServeCommand(CLI::App& root) {
   http::ServerOptions& http = options->http;
 
   app->add_option("--model-repository", options->model_repository,
-                  "Model repository directory: <model>/<version>/model.yaml")
-      ->required()
+                  "Model repository directory: <model>/<version>/model.yaml (required unless "
+                  "--deployment is given)")
       ->check(CLI::ExistingDirectory);
+  app->add_option("--deployment", options->deployment_file,
+                  "Deployment file (YAML): models to follow in a registry, verified with trusted "
+                  "keys, pulled into a local cache and hot-swapped")
+      ->check(CLI::ExistingFile);
+  auto deployment_poll_ms = std::make_shared<int64_t>(0);
+  app->add_option("--deployment-poll-interval-ms", *deployment_poll_ms,
+                  "How often to check the deployed references (0: the file's poll_interval_s)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{86'400'000}));
   app->add_option("--http-address", http.address, "Address to listen on")->capture_default_str();
   app->add_option("--http-port", http.port, "Port to listen on; 0 picks a free port")
       ->capture_default_str();
@@ -85,6 +94,12 @@ Command AddServeCommand(CLI::App& root) {
       ->check(CLI::Range(int64_t{0}, int64_t{3'600'000}));
 
   return {app, [=] {
+            if (options->model_repository.empty() && options->deployment_file.empty()) {
+              std::cerr << "edgeloop serve: --model-repository is required (or --deployment)\n"
+                        << "Run with --help for more information.\n";
+              return 2;
+            }
+            options->deployment_poll_interval = std::chrono::milliseconds(*deployment_poll_ms);
             options->poll_interval = std::chrono::milliseconds(*poll_ms);
             options->drain_timeout = std::chrono::milliseconds(*drain_ms);
             options->http.header_timeout = std::chrono::milliseconds(*header_ms);

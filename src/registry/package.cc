@@ -262,8 +262,9 @@ StatusOr<Descriptor> CopyArtifact(Store& from, std::string_view from_ref, Store&
   RETURN_IF_ERROR(status);
   const std::string digest = fetched.digest.str();
   RETURN_IF_ERROR(to.PushManifest(digest, fetched.bytes, fetched.media_type));
-  if (!to_tag.empty()) RETURN_IF_ERROR(to.PushManifest(to_tag, fetched.bytes, fetched.media_type));
   Descriptor descriptor = DescribeBytes(fetched.media_type, fetched.bytes);
+  // Signatures and records go before the tag moves, so that whoever follows the tag never sees
+  // the model without them.
   if (with_referrers) {
     ASSIGN_OR_RETURN(std::vector<Descriptor> referrers, ListReferrers(from, fetched.digest, ""));
     for (const Descriptor& referrer : referrers) {
@@ -271,6 +272,7 @@ StatusOr<Descriptor> CopyArtifact(Store& from, std::string_view from_ref, Store&
       RETURN_IF_ERROR(AddReferrer(to, fetched.digest, referrer));
     }
   }
+  if (!to_tag.empty()) RETURN_IF_ERROR(to.PushManifest(to_tag, fetched.bytes, fetched.media_type));
   return descriptor;
 }
 

@@ -6,6 +6,7 @@
 
 #include "common/build_info.h"
 #include "common/json_util.h"
+#include "serving/deployment.h"
 #include "serving/infer_codec.h"
 
 namespace edgeloop::serving {
@@ -97,12 +98,14 @@ std::string Dump(const Json& json) {
 }  // namespace
 
 OipHandler::OipHandler(ModelManager* manager, metrics::Registry* registry, Clock* clock,
-                       const std::atomic<bool>* draining, ControlAccess control)
+                       const std::atomic<bool>* draining, ControlAccess control,
+                       const Deployer* deployer)
     : manager_(manager),
       registry_(registry),
       clock_(clock),
       draining_(draining),
-      control_(std::move(control)) {}
+      control_(std::move(control)),
+      deployer_(deployer) {}
 
 std::optional<Response> OipHandler::CheckControlAccess(const http::Request& request) const {
   if (control_.token.empty()) {
@@ -153,6 +156,15 @@ void OipHandler::Handle(http::Request request, http::Responder respond) {
     return respond(Response::Json(200, Dump({{"name", "edgeloop"},
                                              {"version", build_info::kVersion},
                                              {"extensions", Json::array({"model_repository"})}})));
+  }
+  if (s[1] == "deployment" && s.size() == 2) {
+    if (!get) return respond(MethodNotAllowed("GET"));
+    if (deployer_ == nullptr) {
+      return respond(Response::Error(
+          404,
+          "this server does not deploy from a registry (it was started without --deployment)"));
+    }
+    return respond(Response::Json(200, deployer_->ReportJson()));
   }
   if (s[1] == "health" && s.size() == 3 && (s[2] == "live" || s[2] == "ready")) {
     if (!get) return respond(MethodNotAllowed("GET"));

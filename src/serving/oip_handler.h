@@ -1,7 +1,7 @@
-// OipHandler: the Open Inference Protocol v2 REST API (plus the repository extension and
-// /metrics) as an http::Handler. Routes requests, parses and validates them, runs the model
-// (inline, or through the model's batcher) and encodes the response. See docs/serve.md for the
-// API. Thread-safe.
+// OipHandler: the Open Inference Protocol v2 REST API (plus the repository extension, the
+// read-only deployment report and /metrics) as an http::Handler. Routes requests, parses and
+// validates them, runs the model (inline, or through the model's batcher) and encodes the
+// response. See docs/serve.md for the API. Thread-safe.
 #ifndef EDGELOOP_SERVING_OIP_HANDLER_H_
 #define EDGELOOP_SERVING_OIP_HANDLER_H_
 
@@ -25,12 +25,15 @@ struct ControlAccess {
   bool allow_without_token = false;
 };
 
+class Deployer;
+
 class OipHandler : public http::Handler {
  public:
   // Every pointer must outlive the handler. `draining` turns readiness false while the server
-  // shuts down.
+  // shuts down. `deployer` (may be null) answers GET /v2/deployment.
   OipHandler(ModelManager* manager, metrics::Registry* registry, Clock* clock,
-             const std::atomic<bool>* draining, ControlAccess control);
+             const std::atomic<bool>* draining, ControlAccess control,
+             const Deployer* deployer = nullptr);
 
   void Handle(http::Request request, http::Responder respond) override;
 
@@ -49,6 +52,7 @@ class OipHandler : public http::Handler {
   Clock* clock_;
   const std::atomic<bool>* draining_;
   const ControlAccess control_;
+  const Deployer* deployer_;
 };
 
 }  // namespace edgeloop::serving

@@ -5,10 +5,13 @@
 
 #include <atomic>
 #include <cstring>
+#include <filesystem>
+#include <optional>
 
 #include "common/build_info.h"
 #include "common/logging.h"
 #include "common/metrics.h"
+#include "serving/deployment.h"
 #include "serving/model_manager.h"
 #include "serving/oip_handler.h"
 
@@ -24,18 +27,53 @@ Status RunServe(const ServeOptions& options) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
+  // The deployment file is read first, so that a mistake in it stops the server before it
+  // binds its port or touches the cache.
+  std::optional<DeploymentConfig> deployment;
+  std::filesystem::path repository = options.model_repository;
+  if (!options.deployment_file.empty()) {
+    ASSIGN_OR_RETURN(deployment, LoadDeploymentFile(options.deployment_file));
+    if (options.deployment_poll_interval.count() > 0) {
+      deployment->poll_interval = options.deployment_poll_interval;
+    }
+    if (repository.empty()) repository = deployment->cache_dir / "repository";
+  }
+  if (repository.empty()) {
+    return InvalidArgumentError("--model-repository or --deployment is required");
+  }
+
   metrics::Registry registry;
   ASSIGN_OR_RETURN(std::unique_ptr<http::Server> server,
                    http::Server::Create(options.http, &registry));
+  if (deployment) {
+    std::error_code ec;
+    std::filesystem::create_directories(repository, ec);
+    if (ec) {
+      return UnavailableError("cannot create the model repository " + repository.string() + ": " +
+                              ec.message());
+    }
+  }
 
   ModelManagerOptions manager_options;
-  manager_options.repository = options.model_repository;
+  manager_options.repository = repository;
   manager_options.registry = &registry;
   manager_options.runner = server.get();
   manager_options.batch_concurrency = server->threads();
   ASSIGN_OR_RETURN(std::unique_ptr<ModelManager> manager, ModelManager::Create(manager_options));
 
-  log::Info("loading models", {{"repository", options.model_repository}});
+  // The deployer reconciles its cache with its state before the first load, so that only
+  // verified versions are ever loaded; it does not contact the registry until Start().
+  std::unique_ptr<Deployer> deployer;
+  if (deployment) {
+    DeployerOptions deployer_options;
+    deployer_options.config = *deployment;
+    deployer_options.repository = repository;
+    deployer_options.manager = manager.get();
+    deployer_options.metrics = &registry;
+    ASSIGN_OR_RETURN(deployer, Deployer::Create(std::move(deployer_options)));
+  }
+
+  log::Info("loading models", {{"repository", repository.string()}});
   manager->Reconcile(/*trust_new_folders=*/true);
   manager->Start(options.poll_interval);
 
@@ -46,12 +84,20 @@ Status RunServe(const ServeOptions& options) {
         "the repository control API (load/unload) is disabled: no --api-token-file and "
         "the server listens beyond loopback");
   }
-  OipHandler handler(manager.get(), &registry, Clock::Real(), &draining, std::move(control));
+  OipHandler handler(manager.get(), &registry, Clock::Real(), &draining, std::move(control),
+                     deployer.get());
   server->Start(&handler);
   log::Info("listening", {{"address", server->address()},
                           {"port", static_cast<int>(server->port())},
                           {"threads", server->threads()},
                           {"version", build_info::kVersion}});
+  if (deployer) {
+    log::Info("following the deployment",
+              {{"file", options.deployment_file},
+               {"models", static_cast<int64_t>(deployment->models.size())},
+               {"poll_interval_ms", static_cast<int64_t>(deployer->poll_interval().count())}});
+    deployer->Start();
+  }
 
   int received = 0;
   sigwait(&signals, &received);
@@ -60,6 +106,7 @@ Status RunServe(const ServeOptions& options) {
              {"drain_timeout_ms", static_cast<int64_t>(options.drain_timeout.count())}});
   draining.store(true);
   const bool drained = server->Shutdown(options.drain_timeout);
+  if (deployer) deployer->Stop();
   manager->Stop();
   if (drained) {
     log::Info("stopped");

@@ -12,7 +12,13 @@
 namespace edgeloop::serving {
 
 struct ServeOptions {
+  // The model repository. May be empty with a deployment: then <cache_dir>/repository.
   std::string model_repository;
+  // A deployment file (deployment.h): models followed in a registry, verified, pulled into the
+  // repository and hot-swapped. Empty: serve the repository as it is.
+  std::string deployment_file;
+  // When positive, overrides the deployment file's poll_interval_s.
+  std::chrono::milliseconds deployment_poll_interval{0};
   http::ServerOptions http;
   std::chrono::milliseconds poll_interval{500};  // 0: scan only at start and on API loads
   std::chrono::milliseconds drain_timeout{30'000};
@@ -21,9 +27,11 @@ struct ServeOptions {
   std::string api_token;
 };
 
-// Loads the repository's models, serves until SIGTERM/SIGINT, then drains. Returns OK after a
-// clean shutdown (also when the drain timed out: that is logged), or the start-up error (bad
-// repository, port in use).
+// Loads the repository's models, serves until SIGTERM/SIGINT, then drains. With a deployment,
+// serves what the deployment cache holds at once (without contacting the registry) and starts
+// following the deployed references once listening. Returns OK after a clean shutdown (also when
+// the drain timed out: that is logged), or the start-up error (bad repository, invalid
+// deployment file, cache in use, port in use).
 Status RunServe(const ServeOptions& options);
 
 }  // namespace edgeloop::serving
