@@ -15,7 +15,9 @@
 
 #include "common/test_util.h"
 #include "registry/http_client.h"
+#include "registry/layout_store.h"
 #include "registry/oci.h"
+#include "registry/package.h"
 #include "registry/test_registry.h"
 
 namespace edgeloop::registry {
@@ -530,6 +532,42 @@ TEST_F(RemoteStoreTest, SkopeoCopiesWhatWePushAndWeReadWhatItPushes) {
   const std::filesystem::path out = dir_.path() / "copied-layer";
   ASSERT_TRUE(copy->FetchBlob(a.layer1_desc, out, {}).ok());
   EXPECT_EQ(ReadFile(out), a.layer1);
+}
+
+TEST_F(RemoteStoreTest, SkopeoCarriesOurLayoutToTheRegistryAndBackWithTheSameDigests) {
+  // Our layout (a packaged model) -> skopeo -> registry -> skopeo -> another layout.
+  StatusOr<ModelPackage> package =
+      BuildPackage(edgeloop::testing::ExampleModelDir(), PackageOptions{});
+  ASSERT_TRUE(package.ok()) << package.status();
+  const std::filesystem::path ours = dir_.path() / "ours";
+  auto layout = OpenLayoutStore(ours, StoreOptions{}, true);
+  ASSERT_TRUE(layout.ok()) << layout.status();
+  ASSERT_TRUE(PushPackage(**layout, *package, "v1", {}).ok());
+
+  const std::filesystem::path log = dir_.path() / "skopeo.log";
+  const std::string remote = "docker://" + registry_->host() + "/models/from-layout:v1";
+  const std::filesystem::path back = dir_.path() / "back";
+  ASSERT_TRUE(
+      testing::RunCommand({"/usr/bin/skopeo", "--insecure-policy", "copy", "--preserve-digests",
+                           "--dest-tls-verify=false", "oci:" + ours.string() + ":v1", remote},
+                          log)
+          .ok());
+  ASSERT_TRUE(
+      testing::RunCommand({"/usr/bin/skopeo", "--insecure-policy", "copy", "--preserve-digests",
+                           "--src-tls-verify=false", remote, "oci:" + back.string() + ":v1"},
+                          log)
+          .ok());
+
+  std::unique_ptr<Store> store = OpenOrDie(registry_->Ref("models/from-layout"), DefaultOptions());
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->Resolve("v1")->digest, package->manifest.digest);
+  auto returned = OpenLayoutStore(back, StoreOptions{}, false);
+  ASSERT_TRUE(returned.ok()) << returned.status();
+  EXPECT_EQ((*returned)->Resolve("v1")->digest, package->manifest.digest);
+  auto pulled = PullPackage(**returned, "v1", dir_.path() / "model", "", {});
+  ASSERT_TRUE(pulled.ok()) << pulled.status();
+  EXPECT_EQ(ReadFile(dir_.path() / "model/model.json"),
+            ReadFile(edgeloop::testing::ExampleModelDir() / "model.json"));
 }
 
 TEST(RemoteStoreOpenTest, RefusesLayoutReferencesAndMissingCaFile) {
