@@ -1,0 +1,66 @@
+// Isolation Forest (Liu, Ting & Zhou, ICDM 2008): the `isolation_forest` TabularDetector.
+// Private to the anomaly component; callers use tabular.h.
+#ifndef EDGELOOP_ANOMALY_ISOLATION_FOREST_H_
+#define EDGELOOP_ANOMALY_ISOLATION_FOREST_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <nlohmann/json_fwd.hpp>
+#include <string>
+#include <vector>
+
+#include "anomaly/tabular.h"
+
+namespace edgeloop::anomaly {
+
+// An ensemble of isolation trees, flattened: every tree's nodes live in one array, children of a
+// node sit next to each other (right = left + 1), and a leaf holds its precomputed path length
+// (depth + c(size)). Immutable after construction; Score is thread-safe.
+class IsolationForest final : public TabularDetector {
+ public:
+  // Fits on `n` >= 2 rows (see tabular.h for the parameters and the non-finite rule).
+  static StatusOr<std::unique_ptr<IsolationForest>> Fit(const float* rows, int64_t n,
+                                                        int64_t num_features, uint64_t seed,
+                                                        std::map<std::string, std::string> params);
+  // Builds from the parsed JSON object of a serialized forest. kDataLoss on inconsistencies.
+  static StatusOr<std::unique_ptr<IsolationForest>> FromJson(const nlohmann::json& doc);
+
+  std::string_view kind() const override { return "isolation_forest"; }
+  int64_t num_features() const override { return num_features_; }
+  void Score(const float* rows, int64_t n, double* scores) const override;
+  std::string Serialize() const override;
+
+  int64_t num_trees() const { return static_cast<int64_t>(roots_.size()); }
+  int64_t sample_size() const { return sample_size_; }
+
+  // c(n): the average path length of an unsuccessful search in a binary search tree of n
+  // points, 2 H(n-1) - 2 (n-1) / n (c(1) = 0, c(2) = 1).
+  static double AveragePathLength(int64_t n);
+
+  struct Node {
+    int32_t feature;  // -1 for a leaf
+    float value;      // split threshold (x < value goes left), or a leaf's path length
+    int32_t left;     // index of the left child (the right child is left + 1); leaf: its size
+  };
+
+ private:
+  IsolationForest() = default;
+  // Recomputes the leaves' path lengths from their sizes and depths, and checks the structure.
+  Status Finish();
+
+  int64_t num_features_ = 0;
+  uint64_t seed_ = 0;
+  int64_t sample_size_ = 0;    // psi, as used (capped at the training rows)
+  double max_features_ = 1.0;  // as given (a fraction, or a count when > 1 or integral text)
+  std::string max_features_text_;
+  std::vector<float> medians_;  // NaN replacement per feature
+  std::vector<Node> nodes_;
+  std::vector<int32_t> roots_;  // first node of each tree
+  std::vector<int32_t> tree_sizes_;
+  double normaliser_ = 1.0;  // c(sample_size_)
+};
+
+}  // namespace edgeloop::anomaly
+
+#endif  // EDGELOOP_ANOMALY_ISOLATION_FOREST_H_
