@@ -29,6 +29,35 @@ struct CsvRecord {
   std::string_view raw;                  // the record's bytes as they appeared (no newline)
 };
 
+// The record parser underneath CsvTokenizer, for callers that pull records from a buffer they
+// own (the data-file reader). Not thread-safe; views in the record stay valid until the next
+// Parse call or until `data` changes.
+class CsvRecordParser {
+ public:
+  enum class Result { kRecord, kNeedMore, kError };
+
+  explicit CsvRecordParser(CsvOptions options = {}) : options_(options) {}
+
+  // Parses the record at the start of `data`. kRecord: fills `record` (line = `line`), and sets
+  // `consumed` (bytes including the line end) and `newlines` (line ends consumed). kNeedMore:
+  // `data` holds no complete record and `at_eof` is false (also when `data` is empty).
+  // kError: `error` says why, naming the line.
+  Result Parse(std::string_view data, bool at_eof, int64_t line, CsvRecord* record,
+               size_t* consumed, int64_t* newlines, Status* error);
+
+  const CsvOptions& options() const { return options_; }
+
+ private:
+  CsvOptions options_;
+  std::string scratch_;  // unescaped fields ("" -> ")
+  struct Fixup {
+    size_t field;
+    size_t offset;
+    size_t size;
+  };
+  std::vector<Fixup> fixups_;
+};
+
 // Not thread-safe. Accepts "\n" and "\r\n" line ends, quoted fields with delimiters, quotes ("")
 // and newlines inside, and a final record without a newline. A quote inside an unquoted field is
 // kept literally; text after a closing quote, or a file ending inside quotes, is an error naming
@@ -55,7 +84,9 @@ class CsvTokenizer {
   int64_t records_ = 0;
   int64_t bytes_ = 0;
   CsvRecord record_;
-  std::vector<std::string> unescaped_;  // storage for fields that needed unescaping
+  CsvRecordParser parser_;
+  Status Deliver(std::string_view data, size_t* consumed, bool at_eof, const RecordFn& on_record,
+                 bool* need_more);
 };
 
 // Appends `value` as one CSV field: quoted when it is empty and `quote_empty`, or holds the

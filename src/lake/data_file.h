@@ -32,8 +32,8 @@ struct ColumnStats {
 
 struct FileStats {
   int64_t rows = 0;
-  int64_t bytes = 0;            // on disk
-  std::string sha256;           // of the file's bytes, "sha256:<hex>"
+  int64_t bytes = 0;   // on disk
+  std::string sha256;  // of the file's bytes, "sha256:<hex>"
   std::vector<ColumnStats> columns;
 };
 

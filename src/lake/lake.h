@@ -63,7 +63,7 @@ struct SnapshotInfo {
 };
 
 struct DataFileInfo {
-  std::string path;  // relative to the lake root
+  std::string path;       // relative to the lake root
   std::string partition;  // "day=2026-11-27" or ""
   FileStats stats;
   int32_t schema_version = 0;
@@ -84,7 +84,7 @@ struct SchemaChange {
   enum class Kind { kAddColumn, kRenameColumn, kWidenColumn, kDropColumn };
   Kind kind = Kind::kAddColumn;
   std::string column;
-  std::string new_name;  // kRenameColumn
+  std::string new_name;       // kRenameColumn
   Type type = Type::kString;  // kAddColumn, kWidenColumn
 };
 
@@ -137,7 +137,7 @@ struct LakeOptions {
 };
 
 struct ScanOptions {
-  std::optional<int64_t> snapshot;  // latest when unset
+  std::optional<int64_t> snapshot;   // latest when unset
   std::vector<std::string> columns;  // all when empty
   // Only files whose partition value is in this list (e.g. {"day=2026-11-27"}); all when empty.
   std::vector<std::string> partitions;

@@ -1,0 +1,121 @@
+#include "lake/csv.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace edgeloop::lake {
+namespace {
+
+using Rows = std::vector<std::vector<std::string>>;
+
+// Tokenizes `text` fed in pieces of `piece` bytes.
+StatusOr<Rows> Tokenize(std::string_view text, size_t piece,
+                        std::vector<int64_t>* lines = nullptr) {
+  CsvTokenizer tok;
+  Rows rows;
+  auto fn = [&](const CsvRecord& r) {
+    rows.emplace_back(r.fields.begin(), r.fields.end());
+    if (lines) lines->push_back(r.line);
+    return Status::Ok();
+  };
+  for (size_t i = 0; i < text.size(); i += piece) {
+    RETURN_IF_ERROR(tok.Feed(text.substr(i, piece), fn));
+  }
+  RETURN_IF_ERROR(tok.Finish(fn));
+  return rows;
+}
+
+TEST(CsvTest, QuotesNewlinesAndCrlfInAnyChunking) {
+  const std::string text =
+      "a,b,c\r\n\"x,1\",\"say \"\"hi\"\"\",\"line1\nline2\"\n,,\"\"\nlast,\"q\"\"\",z";
+  const Rows want = {
+      {"a", "b", "c"}, {"x,1", "say \"hi\"", "line1\nline2"}, {"", "", ""}, {"last", "q\"", "z"}};
+  for (size_t piece : {1, 2, 3, 5, 7, 16, 1000}) {
+    std::vector<int64_t> lines;
+    auto rows = Tokenize(text, piece, &lines);
+    ASSERT_TRUE(rows.ok()) << rows.status();
+    EXPECT_EQ(*rows, want) << piece;
+    EXPECT_EQ(lines, (std::vector<int64_t>{1, 2, 4, 5})) << piece;
+  }
+}
+
+TEST(CsvTest, QuotedFlagsAndRaw) {
+  CsvTokenizer tok;
+  std::vector<uint8_t> quoted;
+  std::string raw;
+  ASSERT_TRUE(tok.Feed("\"\",x\r\n",
+                       [&](const CsvRecord& r) {
+                         quoted = r.quoted;
+                         raw = std::string(r.raw);
+                         return Status::Ok();
+                       })
+                  .ok());
+  EXPECT_EQ(quoted, (std::vector<uint8_t>{1, 0}));
+  EXPECT_EQ(raw, "\"\",x");
+  EXPECT_EQ(tok.records(), 1);
+}
+
+TEST(CsvTest, LiteralQuoteInUnquotedField) {
+  auto rows = Tokenize("ab\"c,d\n", 3);
+  ASSERT_TRUE(rows.ok());
+  EXPECT_EQ(*rows, (Rows{{"ab\"c", "d"}}));
+}
+
+TEST(CsvTest, ErrorsNameTheLine) {
+  auto rows = Tokenize("a\nb\n\"x\"y,1\n", 4);
+  EXPECT_EQ(rows.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(rows.status().message().find("line 3"), std::string::npos) << rows.status();
+  rows = Tokenize("a\n\"never closed,1\n2\n", 64);
+  EXPECT_EQ(rows.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(rows.status().message().find("line 2"), std::string::npos) << rows.status();
+}
+
+TEST(CsvTest, RecordLimitStopsRunawayQuotes) {
+  CsvOptions options;
+  options.max_record_bytes = 100;
+  CsvTokenizer tok(options);
+  const std::string text = "\"" + std::string(1000, 'x');
+  const Status s = tok.Feed(text, [](const CsvRecord&) { return Status::Ok(); });
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+}
+
+TEST(CsvTest, CallbackErrorStops) {
+  CsvTokenizer tok;
+  int n = 0;
+  const Status s = tok.Feed("1\n2\n3\n", [&](const CsvRecord&) {
+    return ++n == 2 ? AbortedError("stop") : Status::Ok();
+  });
+  EXPECT_EQ(s.code(), StatusCode::kAborted);
+  EXPECT_EQ(n, 2);
+}
+
+TEST(CsvTest, VeryLongFieldsAcrossChunks) {
+  const std::string big(5 << 20, 'q');
+  const std::string text = "1,\"" + big + "\"\n2," + big + "\n";
+  auto rows = Tokenize(text, 65536);
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  ASSERT_EQ(rows->size(), 2u);
+  EXPECT_EQ((*rows)[0][1], big);
+  EXPECT_EQ((*rows)[1][1], big);
+}
+
+TEST(CsvTest, AppendFieldQuotesOnlyWhenNeeded) {
+  std::string out;
+  AppendCsvField(&out, "plain");
+  out.push_back('|');
+  AppendCsvField(&out, "a,b");
+  out.push_back('|');
+  AppendCsvField(&out, "say \"x\"");
+  out.push_back('|');
+  AppendCsvField(&out, "", true);
+  out.push_back('|');
+  AppendCsvField(&out, "");
+  out.push_back('|');
+  AppendCsvField(&out, " pad");
+  EXPECT_EQ(out, "plain|\"a,b\"|\"say \"\"x\"\"\"|\"\"||\" pad\"");
+}
+
+}  // namespace
+}  // namespace edgeloop::lake

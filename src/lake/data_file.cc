@@ -1,0 +1,633 @@
+#include "lake/data_file.h"
+
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+
+#include "lake/csv.h"
+#include "lake/fs.h"
+#include "lake/value_text.h"
+
+namespace edgeloop::lake {
+namespace {
+
+constexpr size_t kFlushBytes = 1 << 20;  // CSV text handed to zstd at a time
+
+// Bytes that force a string field into quotes.
+struct QuoteTable {
+  bool special[256] = {};
+  constexpr QuoteTable() {
+    special[static_cast<unsigned char>(',')] = true;
+    special[static_cast<unsigned char>('"')] = true;
+    special[static_cast<unsigned char>('\n')] = true;
+    special[static_cast<unsigned char>('\r')] = true;
+  }
+};
+constexpr QuoteTable kQuoteTable;
+
+// Running min/max/null count of one column, typed; text only at Finish.
+struct StatsAccumulator {
+  Type type = Type::kString;
+  int32_t field_id = 0;
+  int64_t nulls = 0;
+  bool any = false;
+  int64_t min_int = 0, max_int = 0;
+  double min_double = 0, max_double = 0;
+  std::string min_string, max_string;
+
+  void Add(const Column& c) {
+    const int64_t n = c.size();
+    const uint8_t* valid = c.valid().data();
+    switch (type) {
+      case Type::kDouble: {
+        const double* v = c.doubles().data();
+        for (int64_t i = 0; i < n; ++i) {
+          if (!valid[i]) {
+            ++nulls;
+          } else if (!std::isnan(v[i])) {  // NaN has no order; it stays out of min/max
+            if (!any) {
+              min_double = max_double = v[i];
+              any = true;
+            } else {
+              min_double = std::min(min_double, v[i]);
+              max_double = std::max(max_double, v[i]);
+            }
+          }
+        }
+        break;
+      }
+      case Type::kString: {
+        std::string_view lo, hi;
+        bool local = false;
+        for (int64_t i = 0; i < n; ++i) {
+          if (!valid[i]) {
+            ++nulls;
+            continue;
+          }
+          const std::string_view s = c.GetString(i);
+          if (!local) {
+            lo = hi = s;
+            local = true;
+          } else if (s < lo) {
+            lo = s;
+          } else if (s > hi) {
+            hi = s;
+          }
+        }
+        if (local) {
+          if (!any || lo < min_string) min_string.assign(lo);
+          if (!any || hi > max_string) max_string.assign(hi);
+          any = true;
+        }
+        break;
+      }
+      default: {
+        const int64_t* v = c.ints().data();
+        for (int64_t i = 0; i < n; ++i) {
+          if (!valid[i]) {
+            ++nulls;
+          } else if (!any) {
+            min_int = max_int = v[i];
+            any = true;
+          } else {
+            min_int = std::min(min_int, v[i]);
+            max_int = std::max(max_int, v[i]);
+          }
+        }
+      }
+    }
+  }
+
+  ColumnStats Finish() const {
+    ColumnStats out;
+    out.field_id = field_id;
+    out.null_count = nulls;
+    if (!any) return out;
+    char buf[kMaxTimestampText];
+    auto text = [&](int64_t v) {
+      switch (type) {
+        case Type::kBool:
+          return std::string(v ? "true" : "false");
+        case Type::kTimestamp:
+          return FormatTimestamp(v);
+        case Type::kDate:
+          return FormatDate(static_cast<int32_t>(v));
+        default:
+          return std::string(buf, WriteInt(buf, v));
+      }
+    };
+    switch (type) {
+      case Type::kDouble:
+        out.min = std::string(buf, WriteDouble(buf, min_double));
+        out.max = std::string(buf, WriteDouble(buf, max_double));
+        break;
+      case Type::kString:
+        out.min = min_string;
+        out.max = max_string;
+        break;
+      default:
+        out.min = text(min_int);
+        out.max = text(max_int);
+    }
+    return out;
+  }
+};
+
+std::string HexDigest(const unsigned char* digest, unsigned size) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out = "sha256:";
+  for (unsigned i = 0; i < size; ++i) {
+    out.push_back(kHex[digest[i] >> 4]);
+    out.push_back(kHex[digest[i] & 15]);
+  }
+  return out;
+}
+
+class CsvZstWriter : public DataFileWriter {
+ public:
+  CsvZstWriter(std::filesystem::path path, std::shared_ptr<const Schema> schema)
+      : path_(std::move(path)), tmp_path_(path_.string() + ".tmp"), schema_(std::move(schema)) {}
+
+  ~CsvZstWriter() override {
+    if (fd_ >= 0) {
+      ::close(fd_);
+      ::unlink(tmp_path_.c_str());
+    }
+    if (cctx_ != nullptr) ZSTD_freeCCtx(cctx_);
+    if (sha_ != nullptr) EVP_MD_CTX_free(sha_);
+  }
+
+  Status Open(int level) {
+    std::error_code ec;
+    std::filesystem::create_directories(path_.parent_path(), ec);
+    if (ec) {
+      return InternalError("cannot create " + path_.parent_path().string() + ": " + ec.message());
+    }
+    fd_ = ::open(tmp_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd_ < 0) {
+      return InternalError("cannot create " + tmp_path_.string() + ": " + ErrnoText(errno));
+    }
+    cctx_ = ZSTD_createCCtx();
+    sha_ = EVP_MD_CTX_new();
+    if (cctx_ == nullptr || sha_ == nullptr ||
+        EVP_DigestInit_ex(sha_, EVP_sha256(), nullptr) != 1) {
+      return InternalError("cannot set up zstd or sha256");
+    }
+    ZSTD_CCtx_setParameter(cctx_, ZSTD_c_compressionLevel, level);
+    ZSTD_CCtx_setParameter(cctx_, ZSTD_c_checksumFlag, 1);
+    // Compress on a second thread when the library is built with threads (Debian's is); the
+    // call fails harmlessly otherwise.
+    ZSTD_CCtx_setParameter(cctx_, ZSTD_c_nbWorkers, 1);
+    out_.resize(ZSTD_CStreamOutSize());
+    for (const Field& f : schema_->fields) {
+      StatsAccumulator s;
+      s.type = f.type;
+      s.field_id = f.id;
+      stats_.push_back(std::move(s));
+    }
+    std::string header;
+    for (size_t i = 0; i < schema_->fields.size(); ++i) {
+      if (i > 0) header.push_back(',');
+      AppendCsvField(&header, schema_->fields[i].name);
+    }
+    header.push_back('\n');
+    Append(header.data(), header.size());
+    return Status::Ok();
+  }
+
+  Status Write(const Batch& batch) override {
+    if (finished_) return FailedPreconditionError("data file writer already finished");
+    const auto& fields = schema_->fields;
+    if (batch.columns().size() != fields.size()) {
+      return InvalidArgumentError("batch has " + std::to_string(batch.columns().size()) +
+                                  " columns, the data file's schema " +
+                                  std::to_string(fields.size()));
+    }
+    for (size_t c = 0; c < fields.size(); ++c) {
+      if (batch.column(c).type() != fields[c].type) {
+        return InvalidArgumentError("column '" + fields[c].name + "' is " +
+                                    std::string(TypeName(batch.column(c).type())) +
+                                    " in the batch but " + std::string(TypeName(fields[c].type)) +
+                                    " in the data file's schema");
+      }
+    }
+    const int64_t rows = batch.num_rows();
+    const size_t ncols = fields.size();
+    size_t fixed_need = 1;
+    for (size_t c = 0; c < ncols; ++c) fixed_need += fields[c].type == Type::kString ? 4 : 34;
+    for (int64_t r = 0; r < rows; ++r) {
+      size_t need = fixed_need;
+      for (size_t c = 0; c < ncols; ++c) {
+        const Column& col = batch.column(c);
+        if (col.type() == Type::kString) need += 2 * (col.offsets()[r + 1] - col.offsets()[r]);
+      }
+      char* o = Reserve(need);
+      for (size_t c = 0; c < ncols; ++c) {
+        if (c > 0) *o++ = ',';
+        const Column& col = batch.column(c);
+        if (col.IsNull(r)) continue;
+        switch (col.type()) {
+          case Type::kBool:
+            if (col.GetBool(r)) {
+              std::memcpy(o, "true", 4);
+              o += 4;
+            } else {
+              std::memcpy(o, "false", 5);
+              o += 5;
+            }
+            break;
+          case Type::kInt64:
+            o = WriteInt(o, col.GetInt(r));
+            break;
+          case Type::kDouble:
+            o = WriteDouble(o, col.GetDouble(r));
+            break;
+          case Type::kTimestamp: {
+            const int64_t v = col.GetInt(r);
+            if (v < kMinTimestamp || v > kMaxTimestamp) {
+              return InvalidArgumentError("timestamp " + std::to_string(v) + " in column '" +
+                                          fields[c].name + "' is outside years 0000-9999");
+            }
+            o = WriteTimestamp(o, v);
+            break;
+          }
+          case Type::kDate: {
+            const int64_t v = col.GetInt(r);
+            if (v < kMinDate || v > kMaxDate) {
+              return InvalidArgumentError("date " + std::to_string(v) + " in column '" +
+                                          fields[c].name + "' is outside years 0000-9999");
+            }
+            o = WriteDate(o, v);
+            break;
+          }
+          case Type::kString:
+            o = WriteString(o, col.GetString(r));
+            break;
+        }
+      }
+      *o++ = '\n';
+      len_ = static_cast<size_t>(o - buf_.get());
+    }
+    for (size_t c = 0; c < ncols; ++c) stats_[c].Add(batch.column(c));
+    rows_ += rows;
+    if (len_ >= kFlushBytes) RETURN_IF_ERROR(Compress(ZSTD_e_continue));
+    return Status::Ok();
+  }
+
+  int64_t bytes_written() const override { return written_; }
+
+  StatusOr<FileStats> Finish() override {
+    if (finished_) return FailedPreconditionError("data file writer already finished");
+    finished_ = true;
+    RETURN_IF_ERROR(Compress(ZSTD_e_end));
+    if (::fsync(fd_) != 0) {
+      return InternalError("cannot fsync " + tmp_path_.string() + ": " + ErrnoText(errno));
+    }
+    const int rc = ::close(fd_);
+    fd_ = -1;
+    if (rc != 0) {
+      ::unlink(tmp_path_.c_str());
+      return InternalError("cannot close " + tmp_path_.string() + ": " + ErrnoText(errno));
+    }
+    if (::rename(tmp_path_.c_str(), path_.c_str()) != 0) {
+      const int err = errno;
+      ::unlink(tmp_path_.c_str());
+      return InternalError("cannot rename " + tmp_path_.string() + ": " + ErrnoText(err));
+    }
+    RETURN_IF_ERROR(SyncDirectory(path_.parent_path()));
+    if (path_.parent_path().has_parent_path()) {
+      RETURN_IF_ERROR(SyncDirectory(path_.parent_path().parent_path()));
+    }
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned size = 0;
+    EVP_DigestFinal_ex(sha_, digest, &size);
+    FileStats stats;
+    stats.rows = rows_;
+    stats.bytes = written_;
+    stats.sha256 = HexDigest(digest, size);
+    for (const StatsAccumulator& s : stats_) stats.columns.push_back(s.Finish());
+    return stats;
+  }
+
+ private:
+  // Room for `need` more bytes of text; returns where they go.
+  char* Reserve(size_t need) {
+    if (len_ + need > cap_) {
+      const size_t cap = std::max(cap_ * 2, std::max<size_t>(len_ + need, kFlushBytes + 4096));
+      auto bigger = std::make_unique_for_overwrite<char[]>(cap);
+      if (len_ > 0) std::memcpy(bigger.get(), buf_.get(), len_);
+      buf_ = std::move(bigger);
+      cap_ = cap;
+    }
+    return buf_.get() + len_;
+  }
+
+  void Append(const char* data, size_t size) {
+    std::memcpy(Reserve(size), data, size);
+    len_ += size;
+  }
+
+  static char* WriteString(char* o, std::string_view s) {
+    bool quote = s.empty() || s.front() == ' ' || s.back() == ' ';
+    if (!quote) {
+      for (char ch : s) {
+        if (kQuoteTable.special[static_cast<unsigned char>(ch)]) {
+          quote = true;
+          break;
+        }
+      }
+    }
+    if (!quote) {
+      std::memcpy(o, s.data(), s.size());
+      return o + s.size();
+    }
+    *o++ = '"';
+    for (char ch : s) {
+      *o++ = ch;
+      if (ch == '"') *o++ = '"';
+    }
+    *o++ = '"';
+    return o;
+  }
+
+  Status Compress(ZSTD_EndDirective mode) {
+    ZSTD_inBuffer in{buf_.get(), len_, 0};
+    while (true) {
+      ZSTD_outBuffer out{out_.data(), out_.size(), 0};
+      const size_t remaining = ZSTD_compressStream2(cctx_, &out, &in, mode);
+      if (ZSTD_isError(remaining)) {
+        return InternalError("zstd: " + std::string(ZSTD_getErrorName(remaining)));
+      }
+      if (out.pos > 0) {
+        EVP_DigestUpdate(sha_, out_.data(), out.pos);
+        RETURN_IF_ERROR(WriteAll(fd_, std::string_view(out_.data(), out.pos), tmp_path_));
+        written_ += static_cast<int64_t>(out.pos);
+      }
+      const bool done = mode == ZSTD_e_end ? remaining == 0 : in.pos == in.size;
+      if (done) break;
+    }
+    len_ = 0;
+    return Status::Ok();
+  }
+
+  std::filesystem::path path_;
+  std::filesystem::path tmp_path_;
+  std::shared_ptr<const Schema> schema_;
+  int fd_ = -1;
+  ZSTD_CCtx* cctx_ = nullptr;
+  EVP_MD_CTX* sha_ = nullptr;
+  std::unique_ptr<char[]> buf_;  // CSV text not yet compressed
+  size_t len_ = 0;
+  size_t cap_ = 0;
+  std::string out_;  // compressed bytes on their way to the file
+  std::vector<StatsAccumulator> stats_;
+  int64_t rows_ = 0;
+  int64_t written_ = 0;
+  bool finished_ = false;
+};
+
+class CsvZstReader : public DataFileReader {
+ public:
+  CsvZstReader(std::filesystem::path path, std::shared_ptr<const Schema> file_schema,
+               std::shared_ptr<const Schema> read_schema)
+      : path_(std::move(path)),
+        file_schema_(std::move(file_schema)),
+        read_schema_(std::move(read_schema)) {}
+
+  ~CsvZstReader() override {
+    if (fd_ >= 0) ::close(fd_);
+    if (dctx_ != nullptr) ZSTD_freeDCtx(dctx_);
+  }
+
+  Status Open() {
+    fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd_ < 0) {
+      const int err = errno;
+      const std::string message = "cannot open data file " + path_.string() + ": " + ErrnoText(err);
+      return err == ENOENT ? DataLossError(message) : InternalError(message);
+    }
+    dctx_ = ZSTD_createDCtx();
+    if (dctx_ == nullptr) return InternalError("cannot create a zstd context");
+    in_.resize(ZSTD_DStreamInSize());
+    for (const Field& f : read_schema_->fields) {
+      int index = -1;
+      for (size_t i = 0; i < file_schema_->fields.size(); ++i) {
+        if (file_schema_->fields[i].id == f.id) index = static_cast<int>(i);
+      }
+      if (index >= 0 && f.type != file_schema_->fields[index].type &&
+          !CanWiden(file_schema_->fields[index].type, f.type)) {
+        return InvalidArgumentError(
+            "column '" + f.name + "' is " + std::string(TypeName(f.type)) + " but " +
+            std::string(TypeName(file_schema_->fields[index].type)) + " in " + path_.string());
+      }
+      mapping_.push_back(index);
+    }
+    // The header row.
+    CsvRecord header;
+    ASSIGN_OR_RETURN(const bool got, NextRecord(&header));
+    if (!got) return Corrupt("no header row");
+    const auto& fields = file_schema_->fields;
+    bool same = header.fields.size() == fields.size();
+    for (size_t i = 0; same && i < fields.size(); ++i) same = header.fields[i] == fields[i].name;
+    if (!same) {
+      return Corrupt("the header row '" + std::string(header.raw).substr(0, 200) +
+                     "' does not match the file's schema");
+    }
+    return Status::Ok();
+  }
+
+  StatusOr<bool> Next(Batch* batch, int64_t max_rows) override {
+    if (batch->schema() != read_schema_ || batch->columns().size() != read_schema_->fields.size()) {
+      *batch = Batch(read_schema_);
+    } else {
+      batch->Clear();
+    }
+    const size_t nfile = file_schema_->fields.size();
+    CsvRecord record;
+    while (batch->num_rows() < max_rows) {
+      ASSIGN_OR_RETURN(const bool got, NextRecord(&record));
+      if (!got) break;
+      if (record.fields.size() != nfile) {
+        return Corrupt("line " + std::to_string(record.line) + " has " +
+                       std::to_string(record.fields.size()) + " fields, expected " +
+                       std::to_string(nfile));
+      }
+      for (size_t c = 0; c < mapping_.size(); ++c) {
+        Column& col = batch->column(c);
+        if (mapping_[c] < 0) {
+          col.AppendNull();
+          continue;
+        }
+        const std::string_view text = record.fields[mapping_[c]];
+        if (text.empty() && !record.quoted[mapping_[c]]) {
+          col.AppendNull();
+          continue;
+        }
+        if (!AppendParsed(&col, text)) {
+          return Corrupt("line " + std::to_string(record.line) + ": '" +
+                         std::string(text.substr(0, 100)) + "' is not a valid " +
+                         std::string(TypeName(col.type())) + " for column '" +
+                         read_schema_->fields[c].name + "'");
+        }
+      }
+    }
+    return batch->num_rows() > 0;
+  }
+
+ private:
+  static bool AppendParsed(Column* col, std::string_view text) {
+    switch (col->type()) {
+      case Type::kBool: {
+        const auto v = ParseBool(text);
+        if (!v) return false;
+        col->AppendBool(*v);
+        return true;
+      }
+      case Type::kInt64: {
+        const auto v = ParseInt64(text);
+        if (!v) return false;
+        col->AppendInt(*v);
+        return true;
+      }
+      case Type::kDouble: {
+        const auto v = ParseDouble(text);
+        if (!v) return false;
+        col->AppendDouble(*v);
+        return true;
+      }
+      case Type::kString:
+        col->AppendString(text);
+        return true;
+      case Type::kTimestamp: {
+        const auto v = ParseTimestamp(text);
+        if (!v) return false;
+        col->AppendInt(*v);
+        return true;
+      }
+      case Type::kDate: {
+        const auto v = ParseDate(text);
+        if (!v) return false;
+        col->AppendInt(*v);
+        return true;
+      }
+    }
+    return false;
+  }
+
+  Status Corrupt(const std::string& what) const {
+    return DataLossError("data file " + path_.string() + " is corrupt: " + what);
+  }
+
+  // The next CSV record; false at the end of the data.
+  StatusOr<bool> NextRecord(CsvRecord* record) {
+    while (true) {
+      if (pos_ < text_.size() || eof_) {
+        size_t consumed = 0;
+        int64_t newlines = 0;
+        Status error;
+        switch (parser_.Parse(std::string_view(text_).substr(pos_), eof_, line_, record, &consumed,
+                              &newlines, &error)) {
+          case CsvRecordParser::Result::kError:
+            return Corrupt(error.message());
+          case CsvRecordParser::Result::kRecord:
+            pos_ += consumed;
+            line_ += newlines;
+            return true;
+          case CsvRecordParser::Result::kNeedMore:
+            if (eof_) return false;  // only when nothing is left
+            break;
+        }
+      }
+      RETURN_IF_ERROR(Fill());
+    }
+  }
+
+  // Decompresses more text, keeping the unparsed tail.
+  Status Fill() {
+    if (pos_ > 0) {
+      text_.erase(0, pos_);
+      pos_ = 0;
+    }
+    const size_t chunk = ZSTD_DStreamOutSize() * 2;
+    while (true) {
+      if (in_pos_ == in_len_ && !file_done_) {
+        ssize_t n;
+        do {
+          n = ::read(fd_, in_.data(), in_.size());
+        } while (n < 0 && errno == EINTR);
+        if (n < 0) return InternalError("cannot read " + path_.string() + ": " + ErrnoText(errno));
+        in_len_ = static_cast<size_t>(n);
+        in_pos_ = 0;
+        if (n == 0) file_done_ = true;
+      }
+      if (file_done_ && in_pos_ == in_len_) {
+        if (!frame_done_) return Corrupt("truncated (the zstd frame does not end)");
+        eof_ = true;
+        return Status::Ok();
+      }
+      const size_t old = text_.size();
+      text_.resize(old + chunk);
+      ZSTD_inBuffer in{in_.data(), in_len_, in_pos_};
+      ZSTD_outBuffer out{text_.data() + old, chunk, 0};
+      const size_t rc = ZSTD_decompressStream(dctx_, &out, &in);
+      in_pos_ = in.pos;
+      text_.resize(old + out.pos);
+      if (ZSTD_isError(rc)) return Corrupt(std::string("zstd: ") + ZSTD_getErrorName(rc));
+      frame_done_ = rc == 0;
+      if (out.pos > 0) return Status::Ok();
+    }
+  }
+
+  std::filesystem::path path_;
+  std::shared_ptr<const Schema> file_schema_;
+  std::shared_ptr<const Schema> read_schema_;
+  std::vector<int> mapping_;  // read column -> file column, or -1 (reads as null)
+  int fd_ = -1;
+  ZSTD_DCtx* dctx_ = nullptr;
+  std::string in_;
+  size_t in_pos_ = 0;
+  size_t in_len_ = 0;
+  bool file_done_ = false;
+  bool frame_done_ = false;
+  bool eof_ = false;
+  std::string text_;
+  size_t pos_ = 0;
+  int64_t line_ = 1;
+  CsvRecordParser parser_;
+};
+
+}  // namespace
+
+const DataFormat& DefaultDataFormat() {
+  static const DataFormat* format = new DataFormat{"csv.zst", ".csv.zst"};
+  return *format;
+}
+
+StatusOr<std::unique_ptr<DataFileWriter>> OpenDataFileWriter(const std::filesystem::path& path,
+                                                             std::shared_ptr<const Schema> schema,
+                                                             int compression_level) {
+  if (schema == nullptr) return InvalidArgumentError("data file writer needs a schema");
+  auto writer = std::make_unique<CsvZstWriter>(path, std::move(schema));
+  RETURN_IF_ERROR(writer->Open(compression_level));
+  return std::unique_ptr<DataFileWriter>(std::move(writer));
+}
+
+StatusOr<std::unique_ptr<DataFileReader>> OpenDataFileReader(
+    const std::filesystem::path& path, std::shared_ptr<const Schema> file_schema,
+    std::shared_ptr<const Schema> read_schema) {
+  if (file_schema == nullptr || read_schema == nullptr) {
+    return InvalidArgumentError("data file reader needs both schemas");
+  }
+  auto reader =
+      std::make_unique<CsvZstReader>(path, std::move(file_schema), std::move(read_schema));
+  RETURN_IF_ERROR(reader->Open());
+  return std::unique_ptr<DataFileReader>(std::move(reader));
+}
+
+}  // namespace edgeloop::lake
