@@ -40,8 +40,9 @@ class IsolationForest final : public TabularDetector {
 
   struct Node {
     int32_t feature;  // -1 for a leaf
-    float value;      // split threshold (x < value goes left), or a leaf's path length
     int32_t left;     // index of the left child (the right child is left + 1); leaf: its size
+    double value;     // split threshold, a float value (x < value goes left), or a leaf's path
+                      // length depth + c(size)
   };
 
  private:
@@ -51,14 +52,12 @@ class IsolationForest final : public TabularDetector {
 
   int64_t num_features_ = 0;
   uint64_t seed_ = 0;
-  int64_t sample_size_ = 0;    // psi, as used (capped at the training rows)
-  double max_features_ = 1.0;  // as given (a fraction, or a count when > 1 or integral text)
-  std::string max_features_text_;
-  std::vector<float> medians_;  // NaN replacement per feature
+  int64_t sample_size_ = 0;        // psi, as used (capped at the training rows)
+  int64_t features_per_tree_ = 0;  // max_features as a count
+  std::vector<float> medians_;     // NaN replacement per feature
   std::vector<Node> nodes_;
-  std::vector<int32_t> roots_;  // first node of each tree
-  std::vector<int32_t> tree_sizes_;
-  double normaliser_ = 1.0;  // c(sample_size_)
+  std::vector<int32_t> roots_;  // first node of each tree; tree t ends where t + 1 begins
+  double normaliser_ = 1.0;     // c(sample_size_)
 };
 
 }  // namespace edgeloop::anomaly
