@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <utility>
@@ -236,14 +237,35 @@ Status IsolationForest::Finish() {
       }
     }
   }
+  walk_.resize(nodes_.size());
+  path_length_.assign(nodes_.size(), 0.0);
+  depths_.assign(roots_.size(), 0);
+  for (size_t t = 0; t < roots_.size(); ++t) {
+    const size_t begin = static_cast<size_t>(roots_[t]);
+    const size_t end = t + 1 < roots_.size() ? static_cast<size_t>(roots_[t + 1]) : nodes_.size();
+    for (size_t i = begin; i < end; ++i) {
+      const Node& node = nodes_[i];
+      if (node.feature < 0) {
+        walk_[i] = {std::numeric_limits<float>::quiet_NaN(), 0, static_cast<int32_t>(i)};
+        path_length_[i] = node.value;
+        depths_[t] = std::max(depths_[t], depth[i]);
+      } else {
+        walk_[i] = {static_cast<float>(node.value), node.feature, node.left};
+      }
+    }
+  }
   return Status::Ok();
 }
 
 void IsolationForest::Score(const float* rows, int64_t n, double* scores) const {
-  // Blocks of rows walk one tree after another, so each tree's nodes stay in cache.
+  // Blocks of rows walk one tree after another, so each tree's nodes stay in cache, and kLanes
+  // rows walk a tree together: their loads are independent, so their cache and branch misses
+  // overlap instead of adding up.
   constexpr int64_t kBlock = 64;
+  constexpr int kLanes = 8;
   const auto d = static_cast<size_t>(num_features_);
-  const Node* nodes = nodes_.data();
+  const WalkNode* walk = walk_.data();
+  const double* path_length = path_length_.data();
   const float* medians = medians_.data();
   const auto trees = static_cast<double>(roots_.size());
   double total[kBlock];
@@ -251,20 +273,37 @@ void IsolationForest::Score(const float* rows, int64_t n, double* scores) const 
     const int64_t count = std::min(kBlock, n - start);
     std::fill(total, total + count, 0.0);
     const float* block = rows + static_cast<size_t>(start) * d;
-    for (int32_t root : roots_) {
-      for (int64_t r = 0; r < count; ++r) {
-        const float* row = block + static_cast<size_t>(r) * d;
-        const Node* node = nodes + root;
-        while (node->feature >= 0) {
-          float v = row[node->feature];
-          if (std::isnan(v)) v = medians[node->feature];
-          node = nodes + node->left + (v < node->value ? 0 : 1);
+    for (size_t t = 0; t < roots_.size(); ++t) {
+      const int32_t root = roots_[t];
+      const int32_t depth = depths_[t];
+      int64_t r = 0;
+      for (; r + kLanes <= count; r += kLanes) {
+        int32_t at[kLanes];
+        for (int k = 0; k < kLanes; ++k) at[k] = root;
+        for (int32_t step = 0; step < depth; ++step) {
+          for (int k = 0; k < kLanes; ++k) {
+            const WalkNode& node = walk[at[k]];
+            float v = block[static_cast<size_t>(r + k) * d + static_cast<size_t>(node.feature)];
+            v = std::isnan(v) ? medians[node.feature] : v;
+            at[k] = node.left + (v >= node.threshold ? 1 : 0);
+          }
         }
-        total[r] += node->value;
+        for (int k = 0; k < kLanes; ++k) total[r + k] += path_length[at[k]];
+      }
+      for (; r < count; ++r) {
+        const float* row = block + static_cast<size_t>(r) * d;
+        int32_t at = root;
+        for (int32_t step = 0; step < depth; ++step) {
+          const WalkNode& node = walk[at];
+          float v = row[node.feature];
+          v = std::isnan(v) ? medians[node.feature] : v;
+          at = node.left + (v >= node.threshold ? 1 : 0);
+        }
+        total[r] += path_length[at];
       }
     }
-    for (int64_t r = 0; r < count; ++r) {
-      scores[start + r] = std::exp2(-(total[r] / trees) / normaliser_);
+    for (int64_t i = 0; i < count; ++i) {
+      scores[start + i] = std::exp2(-(total[i] / trees) / normaliser_);
     }
   }
 }

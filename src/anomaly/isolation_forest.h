@@ -58,6 +58,18 @@ class IsolationForest final : public TabularDetector {
   std::vector<Node> nodes_;
   std::vector<int32_t> roots_;  // first node of each tree; tree t ends where t + 1 begins
   double normaliser_ = 1.0;     // c(sample_size_)
+
+  // The scoring layout, built by Finish(): the same nodes, but a leaf points to itself with a
+  // NaN threshold, so a walk can take a fixed number of steps (the tree's depth) without
+  // testing for leaves, and several rows can walk one tree in lockstep.
+  struct WalkNode {
+    float threshold;  // x >= threshold goes right; NaN never does
+    int32_t feature;  // 0 for a leaf (read, then ignored)
+    int32_t left;
+  };
+  std::vector<WalkNode> walk_;
+  std::vector<double> path_length_;  // per node; a leaf's depth + c(size)
+  std::vector<int32_t> depths_;      // per tree, the deepest leaf's depth
 };
 
 }  // namespace edgeloop::anomaly

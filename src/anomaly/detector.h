@@ -1,0 +1,92 @@
+// Streaming anomaly detectors: one instance per series, fed one value at a time, O(1) or
+// O(window) work per point, with state that can be saved and restored exactly.
+//
+// Detectors ("detector" parameter):
+//  - ewma:    robust exponentially weighted mean/variance z-score (the cheap default).
+//  - knn_cad: KNN CAD (Burnaev & Ishimtsev 2016): lag embedding, Mahalanobis kNN
+//             non-conformity, conformal p-values.
+//  - context: a context-based novelty detector in the spirit of CAD OSE.
+// See docs/anomaly.md for every parameter.
+//
+// A Detector is thread-compatible: one thread at a time (the serving layer locks per series).
+#ifndef EDGELOOP_ANOMALY_DETECTOR_H_
+#define EDGELOOP_ANOMALY_DETECTOR_H_
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+
+#include "anomaly/state_io.h"
+#include "common/status.h"
+
+namespace edgeloop::anomaly {
+
+class Detector {
+ public:
+  virtual ~Detector() = default;
+
+  // "ewma", "knn_cad" or "context".
+  virtual std::string_view type() const = 0;
+
+  // Learns from `value` (finite: the caller enforces it) and returns its anomaly score in
+  // [0, 1]; higher is more anomalous. Scores during the warm-up are 0.
+  virtual double Update(double value) = 0;
+
+  // Appends the complete learned state; LoadState on a detector created with the same options
+  // restores it so that later Updates return exactly the same scores. LoadState fails with
+  // kDataLoss on a truncated or inconsistent buffer (the detector is then unspecified: discard
+  // it).
+  virtual void SaveState(StateWriter* out) const = 0;
+  virtual Status LoadState(StateReader* in) = 0;
+};
+
+// The options every detector shares plus the detector-specific ones, parsed from flat string
+// parameters (model.yaml `parameters` or the model's detector file).
+struct DetectorOptions {
+  std::string detector = "ewma";
+  // Verdict: a point is anomalous when its score >= threshold. Default 0.5, and 0.9965 for
+  // knn_cad (whose scores are conformal p-values, uniform on normal data).
+  double threshold = 0.5;
+  // Points used to learn before scoring (range, statistics); scores are 0 until then.
+  int64_t probation = 150;
+  // Optional sensor range. When unset, detectors that need a range use the range seen during
+  // the probation period (no lookahead).
+  std::optional<double> input_min;
+  std::optional<double> input_max;
+  // After an alert (score >= threshold), the next `suppress` points report 0 (one alert per
+  // incident). -1 = the detector's default.
+  int64_t suppress = -1;
+
+  // ewma
+  double alpha = 0.05;     // weight of the newest point in the mean / variance
+  double z_threshold = 4;  // |z| at which the score reaches 0.5
+  double huber = 3;        // residuals are clipped to huber * sigma before they update the state
+
+  // knn_cad
+  int64_t dim = 19;     // lag-embedding dimension
+  int64_t k = 27;       // neighbours in the non-conformity measure
+  int64_t window = -1;  // training / calibration window; -1 = probation
+
+  // context
+  int64_t bins = 16;              // value levels across the range
+  int64_t max_order = 6;          // longest context (previous symbols) considered
+  int64_t max_contexts = 200000;  // memory bound: contexts remembered per series
+
+  // Parses `params`: every key this struct knows is validated and removed from `params`
+  // (unknown keys stay, for the caller to reject or use). kInvalidArgument naming the key on a
+  // malformed or out-of-range value.
+  static StatusOr<DetectorOptions> Parse(std::map<std::string, std::string>* params);
+
+  // A stable text form of every option (the checkpoint records it, so a changed configuration
+  // starts fresh instead of loading state learned under another one).
+  std::string Fingerprint() const;
+};
+
+StatusOr<std::unique_ptr<Detector>> CreateDetector(const DetectorOptions& options);
+
+}  // namespace edgeloop::anomaly
+
+#endif  // EDGELOOP_ANOMALY_DETECTOR_H_

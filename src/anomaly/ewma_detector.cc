@@ -1,0 +1,67 @@
+#include "anomaly/ewma_detector.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace edgeloop::anomaly {
+
+EwmaDetector::EwmaDetector(const DetectorOptions& options)
+    : alpha_(options.alpha),
+      z_threshold_(options.z_threshold),
+      huber_(options.huber),
+      threshold_(options.threshold),
+      probation_(options.probation),
+      suppress_(options.suppress < 0 ? 0 : options.suppress) {}
+
+double EwmaDetector::Update(double value) {
+  ++n_;
+  if (n_ == 1) {
+    mean_ = value;
+    var_ = 0;
+    return 0;
+  }
+  // A floor on sigma relative to the level: a perfectly flat signal still has a finite z for a
+  // change, and a tiny wobble on a large level is not an anomaly.
+  const double floor = 1e-3 * (std::abs(mean_) + 1e-3);
+  const double sigma = std::sqrt(var_ + floor * floor);
+  const double residual = value - mean_;
+  const double z = residual / sigma;
+  double score = 0;
+  if (n_ > probation_) {
+    score = z * z / (z * z + z_threshold_ * z_threshold_);
+    if (!std::isfinite(score)) score = 1;
+  }
+  const bool warming = n_ <= probation_;
+  const double a = warming ? std::max(alpha_, 1.0 / static_cast<double>(n_)) : alpha_;
+  const double limit = huber_ * sigma;
+  const double r = warming ? residual : std::clamp(residual, -limit, limit);
+  mean_ += a * r;
+  var_ = (1 - a) * (var_ + a * r * r);
+
+  if (quiet_left_ > 0) {
+    --quiet_left_;
+    return 0;
+  }
+  if (score >= threshold_ && suppress_ > 0) quiet_left_ = suppress_;
+  return score;
+}
+
+void EwmaDetector::SaveState(StateWriter* out) const {
+  out->I64(n_);
+  out->F64(mean_);
+  out->F64(var_);
+  out->I64(quiet_left_);
+}
+
+Status EwmaDetector::LoadState(StateReader* in) {
+  RETURN_IF_ERROR(in->I64(&n_));
+  RETURN_IF_ERROR(in->F64(&mean_));
+  RETURN_IF_ERROR(in->F64(&var_));
+  RETURN_IF_ERROR(in->I64(&quiet_left_));
+  if (n_ < 0 || quiet_left_ < 0 || !std::isfinite(mean_) || !(var_ >= 0)) {
+    return DataLossError("ewma state is inconsistent");
+  }
+  return Status::Ok();
+}
+
+}  // namespace edgeloop::anomaly
