@@ -43,7 +43,8 @@ class DataFileWriter {
  public:
   virtual ~DataFileWriter() = default;
   virtual Status Write(const Batch& batch) = 0;
-  // Bytes written so far (compressed), to decide when to roll to a new file.
+  // Bytes written so far (compressed, plus an estimate for text not yet compressed), to decide
+  // when to roll to a new file.
   virtual int64_t bytes_written() const = 0;
   virtual StatusOr<FileStats> Finish() = 0;
 };

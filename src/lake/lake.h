@@ -25,6 +25,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -134,6 +135,10 @@ struct LakeOptions {
   int compression_level = 3;
   int64_t read_batch_rows = 8192;
   std::string writer_id;  // recorded in snapshot summaries (e.g. user@host)
+  // Tests only: called at named points of a commit ("files_written": data files are durable,
+  // the catalog transaction has not begun; "catalog_commit": inside the catalog transaction,
+  // just before COMMIT), so a test can kill the process there.
+  std::function<void(std::string_view point)> fault_hook;
 };
 
 struct ScanOptions {
@@ -190,7 +195,8 @@ class Lake {
   // (CanWiden) rewrite no data; anything else is kInvalidArgument.
   virtual StatusOr<SnapshotInfo> AlterTable(const std::string& table,
                                             const SchemaChange& change) = 0;
-  // Merges small files per partition into larger ones, as a commit that changes no row.
+  // Merges small files per partition into larger ones, as a commit that changes no row. When no
+  // partition has two small files, nothing is committed and the latest snapshot is returned.
   virtual StatusOr<SnapshotInfo> Compact(const std::string& table,
                                          const CompactOptions& options) = 0;
   // Forgets old snapshots and deletes files only they referenced. Readers of retained snapshots
