@@ -203,8 +203,9 @@ class Queue {
   // this call was acknowledged (some events may still have been stored; ids make redelivery
   // harmless).
   virtual StatusOr<AppendResult> Append(std::vector<Event> events) = 0;
-  // One event; kResourceExhausted when the budget rejects it.
-  Status Append(Event event);
+  // One event; kResourceExhausted when the budget rejects it. (Not an Append overload: with
+  // one, `Append({event})` would quietly pick it.)
+  Status AppendOne(Event event);
 
   // Leases up to `max` visible events to `consumer` for `visibility` (0: default_visibility),
   // oldest first, higher priority first. If none is visible, waits up to `wait` (real time) for

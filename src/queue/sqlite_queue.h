@@ -1,0 +1,112 @@
+// The embedded queue: one SQLite database in WAL mode (synchronous=FULL) in a folder, with group
+// commit. Private to src/queue; use Queue::Open("file:///dir").
+//
+// Every operation (appends, leases, acks, nacks, replays, reads) becomes a closure that one
+// writer thread runs: it takes everything queued since its last commit, runs it in one
+// transaction (a savepoint per operation, so one failing operation does not undo the others),
+// commits (one fsync of the WAL) and only then wakes the callers. So N producers appending at
+// once pay for one fsync, and an Append returns only after its commit is on disk.
+//
+// Several processes may open the same folder (the worker and `edgeloop queue dlq replay`, say):
+// each transaction starts with BEGIN IMMEDIATE and reloads the counters it keeps (fence, bytes,
+// queue time) from the database, so nothing is cached across transactions.
+//
+// Thread-safe.
+#ifndef EDGELOOP_QUEUE_SQLITE_QUEUE_H_
+#define EDGELOOP_QUEUE_SQLITE_QUEUE_H_
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+
+#include "queue/queue.h"
+
+struct sqlite3;
+
+namespace edgeloop::queue {
+
+class SqliteQueue final : public Queue {
+ public:
+  static StatusOr<std::unique_ptr<Queue>> Open(const std::string& dir, const QueueOptions& options);
+  ~SqliteQueue() override;
+
+  std::string Describe() const override;
+  StatusOr<AppendResult> Append(std::vector<Event> events) override;
+  StatusOr<std::vector<queue::Lease>> Lease(std::string_view consumer, int max,
+                                            std::chrono::milliseconds visibility,
+                                            std::chrono::milliseconds wait) override;
+  StatusOr<std::vector<Status>> AckBatch(const std::vector<queue::Lease>& leases) override;
+  StatusOr<NackOutcome> Nack(const queue::Lease& lease, std::string_view reason,
+                             std::optional<std::chrono::milliseconds> retry_after) override;
+  StatusOr<QueueStats> Stats() override;
+  StatusOr<std::vector<EventInfo>> Peek(int limit) override;
+  StatusOr<std::vector<EventInfo>> DlqList(int limit) override;
+  StatusOr<int64_t> DlqReplay(const std::vector<std::string>& ids) override;
+
+  class Db;  // the connection and its prepared statements (sqlite_queue.cc)
+
+ private:
+  // Counters kept in the `meta` table, reloaded at the start of every transaction.
+  struct Meta {
+    int64_t qtime_ms = 0;  // queue time of this transaction
+    int64_t fence = 0;     // last fence handed out
+    int64_t bytes = 0;
+    int64_t appended = 0;
+    int64_t acked = 0;
+    int64_t dead = 0;
+  };
+  struct Op {
+    std::function<Status()> body;
+    Status status;
+    bool done = false;
+  };
+
+  SqliteQueue(std::string dir, const QueueOptions& options, std::unique_ptr<Db> db);
+
+  // Runs `body` inside a transaction (on the writer thread, or inline when read-only) and returns
+  // its status, or the commit's failure.
+  Status Run(std::function<Status()> body);
+  void WriterLoop();
+  Status RunBatch(std::deque<Op*>& batch);
+  Status LoadMeta();
+  Status SaveMeta();
+  int64_t WallMs() const;
+  double Uniform01();
+  // Inside a transaction: returns expired leases and due retries to ready (or the DLQ).
+  Status Reclaim();
+  Status AddDrops(const std::map<std::string, int64_t>& drops);
+
+  const std::string dir_;
+  const QueueOptions options_;
+  std::unique_ptr<Db> db_;
+
+  // Queue time: qtime = qt_base_ms_ + (clock->Now() - qt_steady_base_). Used only inside
+  // transactions, which are serialised (writer thread, or run_mu_ when read-only).
+  int64_t qt_base_ms_ = 0;
+  Clock::SteadyTime qt_steady_base_;
+  Meta meta_;
+
+  std::mutex rng_mu_;
+  std::mt19937_64 rng_;  // GUARDED_BY(rng_mu_)
+
+  std::mutex run_mu_;  // serialises inline transactions when read-only
+
+  std::mutex mu_;
+  std::condition_variable work_cv_;     // the writer waits for ops
+  std::condition_variable done_cv_;     // callers wait for their op
+  std::condition_variable visible_cv_;  // Lease(wait) waits for new visible events
+  std::deque<Op*> pending_;             // GUARDED_BY(mu_)
+  bool stop_ = false;                   // GUARDED_BY(mu_)
+  uint64_t visible_epoch_ = 0;          // GUARDED_BY(mu_); bumped when events become ready
+  std::thread writer_;
+};
+
+}  // namespace edgeloop::queue
+
+#endif  // EDGELOOP_QUEUE_SQLITE_QUEUE_H_
