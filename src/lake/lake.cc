@@ -22,7 +22,7 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr int64_t kCatalogVersion = 1;
-constexpr size_t kMaxOpenPartitionFiles = 32;
+constexpr size_t kMaxOpenPartitionFiles = 8;
 
 // Version 1 of the catalog. Every later version adds a migration to kMigrations below.
 constexpr const char* kSchemaV1 = R"sql(
