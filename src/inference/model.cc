@@ -2,6 +2,7 @@
 
 #include <system_error>
 
+#include "inference/outlier_backend.h"
 #include "inference/xgboost_backend.h"
 
 namespace edgeloop::inference {
@@ -12,7 +13,9 @@ StatusOr<std::unique_ptr<Model>> LoadModel(const ModelConfig& config) {
     return NotFoundError("model file " + config.model_file.string() + " does not exist");
   }
   if (config.framework == "xgboost") return LoadXgboostModel(config);
-  return UnimplementedError("unknown framework '" + config.framework + "' (supported: xgboost)");
+  if (config.framework == "outlier") return LoadOutlierModel(config);
+  return UnimplementedError("unknown framework '" + config.framework +
+                            "' (supported: xgboost, outlier)");
 }
 
 }  // namespace edgeloop::inference
