@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
 #include <string>
 #include <vector>
 
@@ -115,6 +116,33 @@ TEST(CsvTest, AppendFieldQuotesOnlyWhenNeeded) {
   out.push_back('|');
   AppendCsvField(&out, " pad");
   EXPECT_EQ(out, "plain|\"a,b\"|\"say \"\"x\"\"\"|\"\"||\" pad\"");
+}
+
+TEST(CsvTest, RandomRecordsRoundTripThroughAppendCsvFieldInRandomChunks) {
+  std::mt19937 rng(42);
+  const std::vector<std::string> atoms = {"a", ",", "\"",   "\n",   "\r",  "\r\n",
+                                          " ", "é", "日本", "\"\"", "x y", ""};
+  Rows want;
+  std::string text;
+  for (int r = 0; r < 2000; ++r) {
+    std::vector<std::string> row(1 + rng() % 5);
+    for (std::string& field : row) {
+      const int parts = static_cast<int>(rng() % 6);
+      for (int k = 0; k < parts; ++k) field += atoms[rng() % atoms.size()];
+    }
+    for (size_t i = 0; i < row.size(); ++i) {
+      if (i > 0) text.push_back(',');
+      AppendCsvField(&text, row[i], /*quote_empty=*/row.size() == 1);
+    }
+    text += (rng() % 2) ? "\n" : "\r\n";
+    want.push_back(std::move(row));
+  }
+  for (size_t piece : {1, 3, 64, 4096, 1 << 20}) {
+    auto rows = Tokenize(text, piece);
+    ASSERT_TRUE(rows.ok()) << rows.status();
+    ASSERT_EQ(rows->size(), want.size()) << piece;
+    EXPECT_EQ(*rows, want) << piece;
+  }
 }
 
 }  // namespace

@@ -261,6 +261,7 @@ class TableWriterImpl : public TableWriter {
   const std::shared_ptr<const Schema>& schema() const { return schema_; }
   std::vector<NewFile>& files() { return files_; }
   bool overwrite = false;
+  bool closed = false;            // set when the transaction commits
   std::vector<int64_t> removals;  // file ids this commit removes (compaction)
 
  private:
@@ -1193,6 +1194,7 @@ std::string TableWriterImpl::PartitionOf(const Batch& batch, int64_t i) const {
 }
 
 Status TableWriterImpl::Write(const Batch& batch) {
+  if (closed) return FailedPreconditionError("the transaction of this writer has ended");
   const auto& fields = schema_->fields;
   if (batch.columns().size() != fields.size()) {
     return InvalidArgumentError("batch has " + std::to_string(batch.columns().size()) +
@@ -1324,7 +1326,10 @@ StatusOr<TableWriter*> TransactionImpl::Writer(const std::string& table, bool ov
 StatusOr<SnapshotInfo> TransactionImpl::Commit() {
   if (committed_) return FailedPreconditionError("transaction already committed");
   committed_ = true;
-  for (auto& [name, w] : writers_) RETURN_IF_ERROR(w->FinishAll());
+  for (auto& [name, w] : writers_) {
+    w->closed = true;
+    RETURN_IF_ERROR(w->FinishAll());
+  }
   lake_->Fault("files_written");
   ASSIGN_OR_RETURN(auto db, lake_->Acquire());
   ASSIGN_OR_RETURN(auto txn, DbTransaction::Begin(db.get(), true));

@@ -154,7 +154,8 @@ struct CompactOptions {
 };
 
 struct ExpireOptions {
-  // Keep the newest `keep_last` snapshots and every snapshot newer than `older_than`.
+  // Keep the newest `keep_last` snapshots (at least the latest one) and every snapshot newer
+  // than `older_than`.
   int64_t keep_last = 10;
   std::optional<Clock::WallTime> older_than;
   bool delete_orphans = true;  // files no snapshot references (from failed commits)
