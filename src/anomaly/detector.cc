@@ -88,6 +88,7 @@ StatusOr<DetectorOptions> DetectorOptions::Parse(std::map<std::string, std::stri
   RETURN_IF_ERROR(ParseDouble(params, "alpha", 1e-9, 1, &o.alpha));
   RETURN_IF_ERROR(ParseDouble(params, "z_threshold", 1e-6, 1e6, &o.z_threshold));
   RETURN_IF_ERROR(ParseDouble(params, "huber", 1e-3, 1e6, &o.huber));
+  RETURN_IF_ERROR(ParseDouble(params, "peak_halflife", 0, 1e9, &o.peak_halflife));
   RETURN_IF_ERROR(ParseInt(params, "dim", 1, 256, &o.dim));
   RETURN_IF_ERROR(ParseInt(params, "k", 1, 100000, &o.k));
   RETURN_IF_ERROR(ParseInt(params, "window", -1, 100000, &o.window));
@@ -113,7 +114,8 @@ std::string DetectorOptions::Fingerprint() const {
       << ";input_max=" << (input_max ? std::to_string(*input_max) : "-")
       << ";suppress=" << suppress;
   if (detector == "ewma") {
-    out << ";alpha=" << alpha << ";z_threshold=" << z_threshold << ";huber=" << huber;
+    out << ";alpha=" << alpha << ";z_threshold=" << z_threshold << ";huber=" << huber
+        << ";peak_halflife=" << peak_halflife;
   } else if (detector == "knn_cad") {
     out << ";dim=" << dim << ";k=" << k << ";window=" << window;
   } else {

@@ -9,6 +9,7 @@ EwmaDetector::EwmaDetector(const DetectorOptions& options)
     : alpha_(options.alpha),
       z_threshold_(options.z_threshold),
       huber_(options.huber),
+      decay_(options.peak_halflife > 0 ? std::exp(-std::log(2.0) / options.peak_halflife) : 0.0),
       threshold_(options.threshold),
       probation_(options.probation),
       suppress_(options.suppress < 0 ? 0 : options.suppress) {}
@@ -25,12 +26,16 @@ double EwmaDetector::Update(double value) {
   const double floor = 1e-3 * (std::abs(mean_) + 1e-3);
   const double sigma = std::sqrt(var_ + floor * floor);
   const double residual = value - mean_;
-  const double z = residual / sigma;
+  const double z = std::abs(residual / sigma);
   double score = 0;
   if (n_ > probation_) {
-    score = z * z / (z * z + z_threshold_ * z_threshold_);
-    if (!std::isfinite(score)) score = 1;
+    // Relative to the largest recent deviation (decaying with the configured half-life): an
+    // alert needs a deviation both large (z_threshold) and unusual for this series.
+    const double reference = std::max(z_threshold_, peak_);
+    const double r = z / reference;
+    score = std::isfinite(r) ? r * r / (1 + r * r) : 1.0;
   }
+  if (decay_ > 0 && std::isfinite(z)) peak_ = std::max(z, peak_ * decay_);
   const bool warming = n_ <= probation_;
   const double a = warming ? std::max(alpha_, 1.0 / static_cast<double>(n_)) : alpha_;
   const double limit = huber_ * sigma;
@@ -51,6 +56,7 @@ void EwmaDetector::SaveState(StateWriter* out) const {
   out->F64(mean_);
   out->F64(var_);
   out->I64(quiet_left_);
+  out->F64(peak_);
 }
 
 Status EwmaDetector::LoadState(StateReader* in) {
@@ -58,6 +64,7 @@ Status EwmaDetector::LoadState(StateReader* in) {
   RETURN_IF_ERROR(in->F64(&mean_));
   RETURN_IF_ERROR(in->F64(&var_));
   RETURN_IF_ERROR(in->I64(&quiet_left_));
+  RETURN_IF_ERROR(in->F64(&peak_));
   if (n_ < 0 || quiet_left_ < 0 || !std::isfinite(mean_) || !(var_ >= 0)) {
     return DataLossError("ewma state is inconsistent");
   }

@@ -26,6 +26,7 @@ class EwmaDetector : public Detector {
   const double alpha_;
   const double z_threshold_;
   const double huber_;
+  const double decay_;  // per-point decay of peak_
   const double threshold_;
   const int64_t probation_;
   const int64_t suppress_;
@@ -33,6 +34,7 @@ class EwmaDetector : public Detector {
   int64_t n_ = 0;
   double mean_ = 0;
   double var_ = 0;
+  double peak_ = 0;         // decaying maximum of recent |z|
   int64_t quiet_left_ = 0;  // points still suppressed after the last alert
 };
 

@@ -3,6 +3,7 @@
 #include <system_error>
 
 #include "inference/outlier_backend.h"
+#include "inference/streaming_backend.h"
 #include "inference/xgboost_backend.h"
 
 namespace edgeloop::inference {
@@ -14,8 +15,9 @@ StatusOr<std::unique_ptr<Model>> LoadModel(const ModelConfig& config) {
   }
   if (config.framework == "xgboost") return LoadXgboostModel(config);
   if (config.framework == "outlier") return LoadOutlierModel(config);
+  if (config.framework == "streaming_anomaly") return LoadStreamingModel(config);
   return UnimplementedError("unknown framework '" + config.framework +
-                            "' (supported: xgboost, outlier)");
+                            "' (supported: xgboost, outlier, streaming_anomaly)");
 }
 
 }  // namespace edgeloop::inference
