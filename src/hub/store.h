@@ -1,0 +1,162 @@
+// Store: the hub's global database of sites, tokens, model versions seen, events, feedback
+// labels and the upload audit, in SQLite (embedded default) or PostgreSQL (scale), chosen by URL:
+//
+//   sqlite:///var/lib/edgeloop/hub.db   (or sqlite:relative/path.db)
+//   postgresql://user@host:5432/db      (any libpq URI; postgres:// too)
+//
+// The schema is versioned (table schema_migrations) and migrated forward by Migrate(); it is the
+// same in both databases (times are Unix milliseconds, BIGINT) and documented in docs/hub.md so
+// that BI tools can read it directly. Event ingest is idempotent by event id.
+//
+// Thread-safe: the store keeps a pool of connections and each call takes one for its duration.
+#ifndef EDGELOOP_HUB_STORE_H_
+#define EDGELOOP_HUB_STORE_H_
+
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "hub/event.h"
+#include "hub/sql.h"
+
+namespace edgeloop::hub {
+
+// The schema version this build writes and reads.
+inline constexpr int kSchemaVersion = 2;
+
+enum class Role { kSite, kRead, kAdmin };
+std::string_view RoleName(Role role);
+StatusOr<Role> ParseRole(std::string_view text);
+
+struct SiteInfo {
+  std::string name;
+  int64_t created_at = 0;
+  std::optional<int64_t> last_seen_at;  // last accepted upload
+  int64_t events_total = 0;
+  int64_t uploads_total = 0;
+};
+
+struct TokenRecord {
+  std::string name;
+  Role role = Role::kRead;
+  std::string site;  // role kSite only
+  int64_t created_at = 0;
+  std::optional<int64_t> expires_at;
+  std::optional<int64_t> revoked_at;
+};
+
+// What the audit records about one upload besides its counts.
+struct UploadMeta {
+  std::string site;
+  int64_t received_at = 0;
+  std::string idempotency_key;
+  std::string encoding;
+  int64_t bytes_received = 0;  // as sent (compressed)
+  int64_t bytes = 0;           // decoded
+};
+
+struct IngestResult {
+  int64_t accepted = 0;
+  int64_t duplicates = 0;
+};
+
+// Filters shared by the queries. Empty strings and unset times mean "any".
+struct QueryFilter {
+  std::optional<int64_t> from_ms;  // inclusive, event time
+  std::optional<int64_t> to_ms;    // exclusive
+  std::string site;
+  std::string model;
+  std::string version;
+};
+
+struct StoreOptions {
+  int pool_size = 4;
+  // Apply pending migrations when opening; otherwise an old schema is refused with a message
+  // that says to run `edgeloop hub migrate`.
+  bool migrate = true;
+};
+
+struct Histogram {
+  double min = 0;
+  double max = 0;
+  double mean = 0;
+  int64_t count = 0;
+  double p50 = 0, p90 = 0, p99 = 0;
+  std::vector<double> lower_bounds;  // one per bin
+  std::vector<int64_t> counts;
+};
+
+class Store {
+ public:
+  // Opens the database and its connection pool. Errors: a malformed URL kInvalidArgument, an
+  // unreachable database kUnavailable, a schema newer than this build kFailedPrecondition.
+  static StatusOr<std::unique_ptr<Store>> Open(const std::string& url,
+                                               const StoreOptions& options = {});
+  ~Store();
+
+  Dialect dialect() const { return dialect_; }
+  // The applied schema version (0 for an empty database).
+  StatusOr<int> SchemaVersion();
+  // Applies the migrations above the current version, each in its own transaction; returns the
+  // versions applied. Safe to run from several processes at once.
+  StatusOr<std::vector<int>> Migrate();
+
+  // Sites and tokens. AddSite: kAlreadyExists when the name is taken; names are 1-64 characters
+  // of [A-Za-z0-9._-].
+  Status AddSite(const std::string& name, int64_t now_ms);
+  StatusOr<std::vector<SiteInfo>> ListSites();
+  StatusOr<bool> SiteExists(const std::string& name);
+  // `hash`: HashToken(token); the token itself is never stored.
+  Status AddToken(const std::string& hash, const TokenRecord& record);
+  StatusOr<std::optional<TokenRecord>> FindToken(const std::string& hash);
+  StatusOr<std::vector<TokenRecord>> ListTokens();
+  // Revokes every token with this name; returns how many.
+  StatusOr<int64_t> RevokeTokens(const std::string& name, int64_t now_ms);
+
+  // Stores the events of one upload in one transaction: events new by id are inserted (the rest
+  // count as duplicates), feedback labels, the model versions seen, the site's last-seen time and
+  // an audit row (with `rejected`, the count of events the parser refused). Every event must
+  // belong to meta.site.
+  StatusOr<IngestResult> Ingest(const UploadMeta& meta, const std::vector<Event>& events,
+                                int64_t rejected);
+
+  // Queries (docs/hub.md, "Query API").
+  // Events, anomalies and the anomaly rate per time bucket and per `group_by` columns
+  // (subset of site, model, version).
+  StatusOr<SqlTable> Counts(const QueryFilter& filter, int64_t bucket_ms,
+                            const std::vector<std::string>& group_by);
+  // Anomalous events, by score (highest first) or time (newest first).
+  StatusOr<SqlTable> Anomalies(const QueryFilter& filter, std::optional<double> min_score,
+                               bool by_score, int64_t limit);
+  // Model versions seen per site.
+  StatusOr<SqlTable> Versions(const QueryFilter& filter);
+  // Distribution of "latency_ms" or "score".
+  StatusOr<Histogram> Distribution(const QueryFilter& filter, const std::string& metric, int bins);
+  // Feedback-labelled accuracy per time bucket (of the feedback), model and version.
+  StatusOr<SqlTable> Accuracy(const QueryFilter& filter, int64_t bucket_ms);
+  // Raw events (newest first), for export.
+  StatusOr<SqlTable> Events(const QueryFilter& filter, int64_t limit);
+  // The upload audit (newest first).
+  StatusOr<SqlTable> Uploads(const QueryFilter& filter, int64_t limit);
+
+ private:
+  class Lease;
+  Store(Dialect dialect, std::vector<std::unique_ptr<SqlConn>> pool);
+  Lease Acquire();
+  void Release(std::unique_ptr<SqlConn> conn);
+
+  const Dialect dialect_;
+  std::mutex write_mu_;  // SQLite: one ingest transaction at a time
+  std::mutex mu_;
+  std::condition_variable available_;
+  std::vector<std::unique_ptr<SqlConn>> idle_;  // GUARDED_BY(mu_)
+};
+
+}  // namespace edgeloop::hub
+
+#endif  // EDGELOOP_HUB_STORE_H_
