@@ -151,6 +151,59 @@ TEST_F(LakeTest, PartitionedAppendsRoundTripInHiveFolders) {
   EXPECT_EQ(lake_->Scan("events", bad).status().code(), StatusCode::kInvalidArgument);
 }
 
+TEST_F(LakeTest, EveryTypeRoundTripsThroughMonthPartitionsOfADateColumn) {
+  Schema schema{1,
+                {{0, "b", Type::kBool},
+                 {0, "i", Type::kInt64},
+                 {0, "d", Type::kDouble},
+                 {0, "s", Type::kString},
+                 {0, "ts", Type::kTimestamp},
+                 {0, "day", Type::kDate}}};
+  ASSERT_TRUE(lake_->CreateTable("all", schema, *ParsePartitionSpec("month(day)")).ok());
+  const Schema table = lake_->Describe("all")->schema;
+  Batch b(std::make_shared<Schema>(table));
+  const std::vector<std::string> strings = {
+      "", "a,b", "q\"q", "line\nbreak", "ü✓", std::string(100000, 'z')};
+  for (int r = 0; r < 12; ++r) {
+    auto& c = b.columns();
+    if (r == 11) {
+      for (auto& col : c) col.AppendNull();
+      continue;
+    }
+    c[0].AppendBool(r % 2 == 1);
+    c[1].AppendInt(r == 0 ? INT64_MIN : r * 1000003);
+    c[2].AppendDouble(r == 0 ? -0.0 : 1.0 / (r + 1));
+    c[3].AppendString(strings[r % strings.size()]);
+    c[4].AppendInt(r == 0 ? kMinTimestamp : r == 1 ? kMaxTimestamp : r * 86'400'000'001);
+    c[5].AppendInt(r == 0 ? kMinDate : r == 1 ? kMaxDate : r * 40);
+  }
+  auto txn = lake_->Begin();
+  ASSERT_TRUE((*(*txn)->Writer("all"))->Write(b).ok());
+  ASSERT_TRUE((*txn)->Commit().ok());
+  std::set<std::string> partitions;
+  auto files = lake_->Files("all");
+  ASSERT_TRUE(files.ok());
+  for (const DataFileInfo& f : *files) partitions.insert(f.partition);
+  EXPECT_TRUE(partitions.contains("month=0000-01"));
+  EXPECT_TRUE(partitions.contains("month=9999-12"));
+  EXPECT_TRUE(partitions.contains("month=__null__"));
+  auto all = ScanAll(lake_.get(), "all");
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_EQ(all->rows.num_rows(), b.num_rows());
+  std::multiset<std::string> want, got;
+  for (int64_t r = 0; r < b.num_rows(); ++r) {
+    std::string w, g;
+    for (size_t c = 0; c < b.columns().size(); ++c) {
+      w += (b.column(c).IsNull(r) ? "<null>" : "=" + FormatValue(b.column(c), r)) + "|";
+      g += (all->rows.column(c).IsNull(r) ? "<null>" : "=" + FormatValue(all->rows.column(c), r)) +
+           "|";
+    }
+    want.insert(w);
+    got.insert(g);
+  }
+  EXPECT_EQ(got, want);
+}
+
 TEST_F(LakeTest, NamesAndSpecsAreValidated) {
   EXPECT_EQ(lake_->CreateTable("../evil", EventSchema(), {}).status().code(),
             StatusCode::kInvalidArgument);
