@@ -41,7 +41,6 @@ CREATE TABLE IF NOT EXISTS events(
   id TEXT NOT NULL,
   type TEXT NOT NULL,
   priority INTEGER NOT NULL,
-  payload BLOB NOT NULL,
   bytes INTEGER NOT NULL,
   enq_qt INTEGER NOT NULL,
   enq_wall INTEGER NOT NULL,
@@ -52,6 +51,7 @@ CREATE TABLE IF NOT EXISTS events(
   consumer TEXT NOT NULL,
   history TEXT NOT NULL,
   dead_reason TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS payloads(seq INTEGER PRIMARY KEY, payload BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS events_ready ON events(priority DESC, seq) WHERE state = 0;
 CREATE INDEX IF NOT EXISTS events_timed ON events(visible_at) WHERE state IN (1, 3);
 CREATE INDEX IF NOT EXISTS events_drop ON events(priority, seq);
@@ -145,8 +145,9 @@ std::optional<int64_t> ParseHandle(std::string_view handle) {
   return value;
 }
 
+// Payloads live in their own table so that state changes (leases, nacks) rewrite small rows.
 constexpr const char* kColumns =
-    "seq, id, type, priority, payload, enq_qt, enq_wall, state, visible_at, attempts, fence, "
+    "e.seq, id, type, priority, p.payload, enq_qt, enq_wall, state, visible_at, attempts, fence, "
     "consumer, history, dead_reason";
 
 }  // namespace
@@ -270,8 +271,8 @@ double SqliteQueue::Uniform01() {
   return std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
 }
 
-Status SqliteQueue::Run(std::function<Status()> body) {
-  Op op{std::move(body), Status::Ok(), false};
+Status SqliteQueue::Run(std::function<Status()> body, bool durable) {
+  Op op{std::move(body), durable, Status::Ok(), false};
   if (options_.read_only) {
     std::lock_guard<std::mutex> lock(run_mu_);
     std::deque<Op*> batch{&op};
@@ -309,6 +310,14 @@ void SqliteQueue::WriterLoop() {
 
 Status SqliteQueue::RunBatch(std::deque<Op*>& batch) {
   const bool read_only = options_.read_only;
+  if (!read_only) {
+    bool durable = false;
+    for (const Op* op : batch) durable = durable || op->durable;
+    if (durable != synchronous_full_) {
+      RETURN_IF_ERROR(db_->Exec(durable ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL"));
+      synchronous_full_ = durable;
+    }
+  }
   RETURN_IF_ERROR(db_->Exec(read_only ? "BEGIN" : "BEGIN IMMEDIATE"));
   Status status = LoadMeta();
   if (status.ok()) {
@@ -415,9 +424,11 @@ StatusOr<AppendResult> SqliteQueue::Append(std::vector<Event> events) {
     result.rejected.clear();
     ASSIGN_OR_RETURN(
         Stmt * insert,
-        db_->Get("INSERT INTO events(id, type, priority, payload, bytes, enq_qt, enq_wall, state, "
+        db_->Get("INSERT INTO events(id, type, priority, bytes, enq_qt, enq_wall, state, "
                  "visible_at, attempts, fence, consumer, history, dead_reason) "
-                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, 0, 0, 0, '', '[]', '')"));
+                 "VALUES (?1, ?2, ?3, ?5, ?6, ?7, 0, 0, 0, 0, '', '[]', '')"));
+    ASSIGN_OR_RETURN(Stmt * insert_payload,
+                     db_->Get("INSERT INTO payloads(seq, payload) VALUES (?1, ?2)"));
     std::map<std::string, int64_t> drops;
     const int64_t max = options_.max_bytes;
     const auto high = static_cast<int64_t>(static_cast<double>(max) * options_.high_watermark);
@@ -435,6 +446,7 @@ StatusOr<AppendResult> SqliteQueue::Append(std::vector<Event> events) {
                                                "WHERE priority <= ?1 ORDER BY priority, seq "
                                                "LIMIT 256"));
         ASSIGN_OR_RETURN(Stmt * drop, db_->Get("DELETE FROM events WHERE seq = ?1"));
+        ASSIGN_OR_RETURN(Stmt * drop_payload, db_->Get("DELETE FROM payloads WHERE seq = ?1"));
         bool exhausted = false;
         while (meta_.bytes + need > low && !exhausted) {
           std::vector<std::tuple<int64_t, int64_t, std::string>> victims;
@@ -448,6 +460,7 @@ StatusOr<AppendResult> SqliteQueue::Append(std::vector<Event> events) {
           for (const auto& [seq, bytes, type] : victims) {
             if (meta_.bytes + need <= low) break;
             RETURN_IF_ERROR(drop->Bind(1, seq).Exec());
+            RETURN_IF_ERROR(drop_payload->Bind(1, seq).Exec());
             meta_.bytes -= bytes;
             ++drops["quota:" + type];
           }
@@ -462,11 +475,13 @@ StatusOr<AppendResult> SqliteQueue::Append(std::vector<Event> events) {
       insert->BindText(1, event.id)
           .BindText(2, event.type)
           .Bind(3, event.priority)
-          .BindBlobStatic(4, event.payload)
           .Bind(5, need)
           .Bind(6, meta_.qtime_ms)
           .Bind(7, wall_ms);
       RETURN_IF_ERROR(insert->Exec());
+      RETURN_IF_ERROR(insert_payload->Bind(1, sqlite3_last_insert_rowid(db_->raw()))
+                          .BindBlobStatic(2, event.payload)
+                          .Exec());
       meta_.bytes += need;
       ++meta_.appended;
     }
@@ -539,44 +554,47 @@ StatusOr<std::vector<Lease>> SqliteQueue::Lease(std::string_view consumer, int m
       epoch = visible_epoch_;
     }
     std::vector<queue::Lease> leases;
-    const Status run_status = Run([&]() -> Status {
-      leases.clear();
-      RETURN_IF_ERROR(Reclaim());
-      ASSIGN_OR_RETURN(Stmt * pick,
-                       db_->Get("SELECT seq, id, type, priority, payload, enq_qt, enq_wall, "
-                                "attempts, history FROM events WHERE state = 0 "
-                                "ORDER BY priority DESC, seq LIMIT ?1"));
-      ASSIGN_OR_RETURN(Stmt * take,
-                       db_->Get("UPDATE events SET state = 1, visible_at = ?2, attempts = ?3, "
-                                "fence = ?4, consumer = ?5 WHERE seq = ?1"));
-      pick->Bind(1, max);
-      while (true) {
-        ASSIGN_OR_RETURN(bool row, pick->Step());
-        if (!row) break;
-        queue::Lease lease;
-        lease.handle = std::to_string(pick->Int(0));
-        lease.event.id = pick->Text(1);
-        lease.event.type = pick->Text(2);
-        lease.event.priority = static_cast<int>(pick->Int(3));
-        lease.event.payload = pick->Text(4);
-        lease.age_ms = meta_.qtime_ms - pick->Int(5);
-        lease.enqueued_unix_ms = pick->Int(6);
-        lease.attempt = static_cast<int>(pick->Int(7)) + 1;
-        lease.history = internal::DecodeHistory(pick->Text(8));
-        lease.consumer = who;
-        leases.push_back(std::move(lease));
-      }
-      for (queue::Lease& lease : leases) {
-        lease.fence = static_cast<uint64_t>(++meta_.fence);
-        RETURN_IF_ERROR(take->Bind(1, *ParseHandle(lease.handle))
-                            .Bind(2, meta_.qtime_ms + visibility.count())
-                            .Bind(3, lease.attempt)
-                            .Bind(4, static_cast<int64_t>(lease.fence))
-                            .BindText(5, who)
-                            .Exec());
-      }
-      return Status::Ok();
-    });
+    const Status run_status = Run(
+        [&]() -> Status {
+          leases.clear();
+          RETURN_IF_ERROR(Reclaim());
+          ASSIGN_OR_RETURN(
+              Stmt * pick,
+              db_->Get("SELECT e.seq, id, type, priority, p.payload, enq_qt, enq_wall, "
+                       "attempts, history FROM events e JOIN payloads p ON p.seq = e.seq "
+                       "WHERE state = 0 ORDER BY priority DESC, e.seq LIMIT ?1"));
+          ASSIGN_OR_RETURN(Stmt * take,
+                           db_->Get("UPDATE events SET state = 1, visible_at = ?2, attempts = ?3, "
+                                    "fence = ?4, consumer = ?5 WHERE seq = ?1"));
+          pick->Bind(1, max);
+          while (true) {
+            ASSIGN_OR_RETURN(bool row, pick->Step());
+            if (!row) break;
+            queue::Lease lease;
+            lease.handle = std::to_string(pick->Int(0));
+            lease.event.id = pick->Text(1);
+            lease.event.type = pick->Text(2);
+            lease.event.priority = static_cast<int>(pick->Int(3));
+            lease.event.payload = pick->Text(4);
+            lease.age_ms = meta_.qtime_ms - pick->Int(5);
+            lease.enqueued_unix_ms = pick->Int(6);
+            lease.attempt = static_cast<int>(pick->Int(7)) + 1;
+            lease.history = internal::DecodeHistory(pick->Text(8));
+            lease.consumer = who;
+            leases.push_back(std::move(lease));
+          }
+          for (queue::Lease& lease : leases) {
+            lease.fence = static_cast<uint64_t>(++meta_.fence);
+            RETURN_IF_ERROR(take->Bind(1, *ParseHandle(lease.handle))
+                                .Bind(2, meta_.qtime_ms + visibility.count())
+                                .Bind(3, lease.attempt)
+                                .Bind(4, static_cast<int64_t>(lease.fence))
+                                .BindText(5, who)
+                                .Exec());
+          }
+          return Status::Ok();
+        },
+        /*durable=*/false);
     RETURN_IF_ERROR(run_status);
     if (!leases.empty() || std::chrono::steady_clock::now() >= wait_until) return leases;
     std::unique_lock<std::mutex> lock(mu_);
@@ -590,30 +608,35 @@ StatusOr<std::vector<Lease>> SqliteQueue::Lease(std::string_view consumer, int m
 StatusOr<std::vector<Status>> SqliteQueue::AckBatch(const std::vector<queue::Lease>& leases) {
   if (options_.read_only) return FailedPreconditionError("queue is open read-only");
   std::vector<Status> results;
-  const Status run_status = Run([&]() -> Status {
-    results.clear();
-    ASSIGN_OR_RETURN(Stmt * del, db_->Get("DELETE FROM events WHERE seq = ?1 AND fence = ?2 AND "
-                                          "state = 1 RETURNING bytes"));
-    for (const queue::Lease& lease : leases) {
-      const std::optional<int64_t> seq = ParseHandle(lease.handle);
-      if (!seq) {
-        results.push_back(AbortedError("ack: unknown lease handle '" + lease.handle + "'"));
-        continue;
-      }
-      del->Bind(1, *seq).Bind(2, static_cast<int64_t>(lease.fence));
-      ASSIGN_OR_RETURN(bool row, del->Step());
-      if (!row) {
-        results.push_back(AbortedError("ack: lease of event " + lease.event.id + " (fence " +
-                                       std::to_string(lease.fence) + ") is no longer current"));
-        continue;
-      }
-      meta_.bytes -= del->Int(0);
-      RETURN_IF_ERROR(del->Exec());  // finishes the statement
-      ++meta_.acked;
-      results.push_back(Status::Ok());
-    }
-    return Status::Ok();
-  });
+  const Status run_status = Run(
+      [&]() -> Status {
+        results.clear();
+        ASSIGN_OR_RETURN(Stmt * del_payload, db_->Get("DELETE FROM payloads WHERE seq = ?1"));
+        ASSIGN_OR_RETURN(Stmt * del,
+                         db_->Get("DELETE FROM events WHERE seq = ?1 AND fence = ?2 AND "
+                                  "state = 1 RETURNING bytes"));
+        for (const queue::Lease& lease : leases) {
+          const std::optional<int64_t> seq = ParseHandle(lease.handle);
+          if (!seq) {
+            results.push_back(AbortedError("ack: unknown lease handle '" + lease.handle + "'"));
+            continue;
+          }
+          del->Bind(1, *seq).Bind(2, static_cast<int64_t>(lease.fence));
+          ASSIGN_OR_RETURN(bool row, del->Step());
+          if (!row) {
+            results.push_back(AbortedError("ack: lease of event " + lease.event.id + " (fence " +
+                                           std::to_string(lease.fence) + ") is no longer current"));
+            continue;
+          }
+          meta_.bytes -= del->Int(0);
+          RETURN_IF_ERROR(del->Exec());  // finishes the statement
+          RETURN_IF_ERROR(del_payload->Bind(1, *seq).Exec());
+          ++meta_.acked;
+          results.push_back(Status::Ok());
+        }
+        return Status::Ok();
+      },
+      /*durable=*/false);
   RETURN_IF_ERROR(run_status);
   return results;
 }
@@ -628,83 +651,87 @@ StatusOr<NackOutcome> SqliteQueue::Nack(const queue::Lease& lease, std::string_v
   if (!seq) return AbortedError("nack: unknown lease handle '" + lease.handle + "'");
   const double jitter = Uniform01();
   NackOutcome outcome = NackOutcome::kRetry;
-  const Status run_status = Run([&]() -> Status {
-    ASSIGN_OR_RETURN(Stmt * find, db_->Get("SELECT attempts, history FROM events "
-                                           "WHERE seq = ?1 AND fence = ?2 AND state = 1"));
-    find->Bind(1, *seq).Bind(2, static_cast<int64_t>(lease.fence));
-    ASSIGN_OR_RETURN(bool row, find->Step());
-    if (!row) {
-      return AbortedError("nack: lease of event " + lease.event.id + " (fence " +
-                          std::to_string(lease.fence) + ") is no longer current");
-    }
-    const int64_t attempts = find->Int(0);
-    std::vector<Attempt> history = internal::DecodeHistory(find->Text(1));
-    find->Reset();
-    history.push_back({WallMs(), lease.consumer, std::string(reason)});
-    const bool dead = attempts >= options_.retry.max_attempts;
-    const std::chrono::milliseconds delay =
-        retry_after ? *retry_after : options_.retry.Backoff(static_cast<int>(attempts), jitter);
-    ASSIGN_OR_RETURN(Stmt * update, db_->Get("UPDATE events SET state = ?2, visible_at = ?3, "
-                                             "history = ?4, dead_reason = ?5 WHERE seq = ?1"));
-    RETURN_IF_ERROR(update->Bind(1, *seq)
-                        .Bind(2, dead ? kDead : kRetry)
-                        .Bind(3, meta_.qtime_ms + delay.count())
-                        .BindText(4, internal::EncodeHistory(history))
-                        .BindText(5, dead ? std::string(reason) : std::string())
-                        .Exec());
-    if (dead) ++meta_.dead;
-    outcome = dead ? NackOutcome::kDeadLettered : NackOutcome::kRetry;
-    return Status::Ok();
-  });
+  const Status run_status = Run(
+      [&]() -> Status {
+        ASSIGN_OR_RETURN(Stmt * find, db_->Get("SELECT attempts, history FROM events "
+                                               "WHERE seq = ?1 AND fence = ?2 AND state = 1"));
+        find->Bind(1, *seq).Bind(2, static_cast<int64_t>(lease.fence));
+        ASSIGN_OR_RETURN(bool row, find->Step());
+        if (!row) {
+          return AbortedError("nack: lease of event " + lease.event.id + " (fence " +
+                              std::to_string(lease.fence) + ") is no longer current");
+        }
+        const int64_t attempts = find->Int(0);
+        std::vector<Attempt> history = internal::DecodeHistory(find->Text(1));
+        find->Reset();
+        history.push_back({WallMs(), lease.consumer, std::string(reason)});
+        const bool dead = attempts >= options_.retry.max_attempts;
+        const std::chrono::milliseconds delay =
+            retry_after ? *retry_after : options_.retry.Backoff(static_cast<int>(attempts), jitter);
+        ASSIGN_OR_RETURN(Stmt * update, db_->Get("UPDATE events SET state = ?2, visible_at = ?3, "
+                                                 "history = ?4, dead_reason = ?5 WHERE seq = ?1"));
+        RETURN_IF_ERROR(update->Bind(1, *seq)
+                            .Bind(2, dead ? kDead : kRetry)
+                            .Bind(3, meta_.qtime_ms + delay.count())
+                            .BindText(4, internal::EncodeHistory(history))
+                            .BindText(5, dead ? std::string(reason) : std::string())
+                            .Exec());
+        if (dead) ++meta_.dead;
+        outcome = dead ? NackOutcome::kDeadLettered : NackOutcome::kRetry;
+        return Status::Ok();
+      },
+      /*durable=*/false);
   RETURN_IF_ERROR(run_status);
   return outcome;
 }
 
 StatusOr<QueueStats> SqliteQueue::Stats() {
   QueueStats stats;
-  const Status run_status = Run([&]() -> Status {
-    stats = QueueStats();
-    stats.backend = "file";
-    stats.max_bytes = options_.max_bytes;
-    stats.bytes = meta_.bytes;
-    stats.appended_total = meta_.appended;
-    stats.acked_total = meta_.acked;
-    stats.dead_lettered_total = meta_.dead;
-    ASSIGN_OR_RETURN(Stmt * counts,
-                     db_->Get("SELECT state, priority, visible_at <= ?1, COUNT(*) FROM events "
-                              "GROUP BY 1, 2, 3"));
-    counts->Bind(1, meta_.qtime_ms);
-    while (true) {
-      ASSIGN_OR_RETURN(bool row, counts->Step());
-      if (!row) break;
-      const int state = static_cast<int>(counts->Int(0));
-      const int priority = static_cast<int>(counts->Int(1));
-      const bool due = counts->Int(2) != 0;
-      const int64_t n = counts->Int(3);
-      if (state == kDead) {
-        stats.dlq_size += n;
-        continue;
-      }
-      stats.depth_by_priority[priority] += n;
-      if (state == kReady) stats.ready += n;
-      if (state == kLeased && !due) stats.leased += n;
-      if ((state == kLeased && due) || state == kRetry) stats.retry += n;
-    }
-    ASSIGN_OR_RETURN(Stmt * oldest, db_->Get("SELECT enq_qt FROM events WHERE state != 2 "
-                                             "ORDER BY seq LIMIT 1"));
-    ASSIGN_OR_RETURN(bool row, oldest->Step());
-    if (row) {
-      stats.oldest_age_ms = std::max<int64_t>(0, meta_.qtime_ms - oldest->Int(0));
-      oldest->Reset();
-    }
-    ASSIGN_OR_RETURN(Stmt * drops, db_->Get("SELECT reason, n FROM drops"));
-    while (true) {
-      ASSIGN_OR_RETURN(bool more, drops->Step());
-      if (!more) break;
-      stats.drops[drops->Text(0)] = drops->Int(1);
-    }
-    return Status::Ok();
-  });
+  const Status run_status = Run(
+      [&]() -> Status {
+        stats = QueueStats();
+        stats.backend = "file";
+        stats.max_bytes = options_.max_bytes;
+        stats.bytes = meta_.bytes;
+        stats.appended_total = meta_.appended;
+        stats.acked_total = meta_.acked;
+        stats.dead_lettered_total = meta_.dead;
+        ASSIGN_OR_RETURN(Stmt * counts,
+                         db_->Get("SELECT state, priority, visible_at <= ?1, COUNT(*) FROM events "
+                                  "GROUP BY 1, 2, 3"));
+        counts->Bind(1, meta_.qtime_ms);
+        while (true) {
+          ASSIGN_OR_RETURN(bool row, counts->Step());
+          if (!row) break;
+          const int state = static_cast<int>(counts->Int(0));
+          const int priority = static_cast<int>(counts->Int(1));
+          const bool due = counts->Int(2) != 0;
+          const int64_t n = counts->Int(3);
+          if (state == kDead) {
+            stats.dlq_size += n;
+            continue;
+          }
+          stats.depth_by_priority[priority] += n;
+          if (state == kReady) stats.ready += n;
+          if (state == kLeased && !due) stats.leased += n;
+          if ((state == kLeased && due) || state == kRetry) stats.retry += n;
+        }
+        ASSIGN_OR_RETURN(Stmt * oldest, db_->Get("SELECT enq_qt FROM events WHERE state != 2 "
+                                                 "ORDER BY seq LIMIT 1"));
+        ASSIGN_OR_RETURN(bool row, oldest->Step());
+        if (row) {
+          stats.oldest_age_ms = std::max<int64_t>(0, meta_.qtime_ms - oldest->Int(0));
+          oldest->Reset();
+        }
+        ASSIGN_OR_RETURN(Stmt * drops, db_->Get("SELECT reason, n FROM drops"));
+        while (true) {
+          ASSIGN_OR_RETURN(bool more, drops->Step());
+          if (!more) break;
+          stats.drops[drops->Text(0)] = drops->Int(1);
+        }
+        return Status::Ok();
+      },
+      /*durable=*/false);
   RETURN_IF_ERROR(run_status);
   return stats;
 }
@@ -735,20 +762,23 @@ EventInfo ReadInfo(const Stmt& row, int64_t qtime_ms) {
 StatusOr<std::vector<EventInfo>> SqliteQueue::Peek(int limit) {
   if (limit <= 0) return InvalidArgumentError("peek: limit must be positive");
   std::vector<EventInfo> infos;
-  const Status run_status = Run([&]() -> Status {
-    infos.clear();
-    static const std::string sql = std::string("SELECT ") + kColumns +
-                                   " FROM events WHERE state != 2 ORDER BY state != 0, "
-                                   "priority DESC, seq LIMIT ?1";
-    ASSIGN_OR_RETURN(Stmt * stmt, db_->Get(sql.c_str()));
-    stmt->Bind(1, limit);
-    while (true) {
-      ASSIGN_OR_RETURN(bool row, stmt->Step());
-      if (!row) break;
-      infos.push_back(ReadInfo(*stmt, meta_.qtime_ms));
-    }
-    return Status::Ok();
-  });
+  const Status run_status = Run(
+      [&]() -> Status {
+        infos.clear();
+        static const std::string sql =
+            std::string("SELECT ") + kColumns +
+            " FROM events e JOIN payloads p ON p.seq = e.seq WHERE state != 2 "
+            "ORDER BY state != 0, priority DESC, e.seq LIMIT ?1";
+        ASSIGN_OR_RETURN(Stmt * stmt, db_->Get(sql.c_str()));
+        stmt->Bind(1, limit);
+        while (true) {
+          ASSIGN_OR_RETURN(bool row, stmt->Step());
+          if (!row) break;
+          infos.push_back(ReadInfo(*stmt, meta_.qtime_ms));
+        }
+        return Status::Ok();
+      },
+      /*durable=*/false);
   RETURN_IF_ERROR(run_status);
   return infos;
 }
@@ -756,19 +786,22 @@ StatusOr<std::vector<EventInfo>> SqliteQueue::Peek(int limit) {
 StatusOr<std::vector<EventInfo>> SqliteQueue::DlqList(int limit) {
   if (limit <= 0) return InvalidArgumentError("dlq list: limit must be positive");
   std::vector<EventInfo> infos;
-  const Status run_status = Run([&]() -> Status {
-    infos.clear();
-    static const std::string sql =
-        std::string("SELECT ") + kColumns + " FROM events WHERE state = 2 ORDER BY seq LIMIT ?1";
-    ASSIGN_OR_RETURN(Stmt * stmt, db_->Get(sql.c_str()));
-    stmt->Bind(1, limit);
-    while (true) {
-      ASSIGN_OR_RETURN(bool row, stmt->Step());
-      if (!row) break;
-      infos.push_back(ReadInfo(*stmt, meta_.qtime_ms));
-    }
-    return Status::Ok();
-  });
+  const Status run_status = Run(
+      [&]() -> Status {
+        infos.clear();
+        static const std::string sql = std::string("SELECT ") + kColumns +
+                                       " FROM events e JOIN payloads p ON p.seq = e.seq WHERE "
+                                       "state = 2 ORDER BY e.seq LIMIT ?1";
+        ASSIGN_OR_RETURN(Stmt * stmt, db_->Get(sql.c_str()));
+        stmt->Bind(1, limit);
+        while (true) {
+          ASSIGN_OR_RETURN(bool row, stmt->Step());
+          if (!row) break;
+          infos.push_back(ReadInfo(*stmt, meta_.qtime_ms));
+        }
+        return Status::Ok();
+      },
+      /*durable=*/false);
   RETURN_IF_ERROR(run_status);
   return infos;
 }

@@ -5,7 +5,8 @@
 // writer thread runs: it takes everything queued since its last commit, runs it in one
 // transaction (a savepoint per operation, so one failing operation does not undo the others),
 // commits (one fsync of the WAL) and only then wakes the callers. So N producers appending at
-// once pay for one fsync, and an Append returns only after its commit is on disk.
+// once pay for one fsync, and an Append returns only after its commit is on disk. Lease, Ack and
+// Nack commit without an fsync when no append shares their transaction (see Run).
 //
 // Several processes may open the same folder (the worker and `edgeloop queue dlq replay`, say):
 // each transaction starts with BEGIN IMMEDIATE and reloads the counters it keeps (fence, bytes,
@@ -63,6 +64,7 @@ class SqliteQueue final : public Queue {
   };
   struct Op {
     std::function<Status()> body;
+    bool durable = true;  // must be fsynced before the caller hears back
     Status status;
     bool done = false;
   };
@@ -70,8 +72,11 @@ class SqliteQueue final : public Queue {
   SqliteQueue(std::string dir, const QueueOptions& options, std::unique_ptr<Db> db);
 
   // Runs `body` inside a transaction (on the writer thread, or inline when read-only) and returns
-  // its status, or the commit's failure.
-  Status Run(std::function<Status()> body);
+  // its status, or the commit's failure. A transaction holding any durable op commits with
+  // synchronous=FULL (fsync); one with only non-durable ops (leases, acks, nacks, reads) commits
+  // with synchronous=NORMAL: it survives a process crash, and a power loss can undo it, which
+  // only means a redelivery.
+  Status Run(std::function<Status()> body, bool durable = true);
   void WriterLoop();
   Status RunBatch(std::deque<Op*>& batch);
   Status LoadMeta();
@@ -91,6 +96,7 @@ class SqliteQueue final : public Queue {
   int64_t qt_base_ms_ = 0;
   Clock::SteadyTime qt_steady_base_;
   Meta meta_;
+  bool synchronous_full_ = true;  // the connection's current PRAGMA synchronous
 
   std::mutex rng_mu_;
   std::mt19937_64 rng_;  // GUARDED_BY(rng_mu_)
