@@ -538,6 +538,51 @@ TEST_F(LakeTest, ExpireKeepsRetainedSnapshotsReadable) {
   EXPECT_EQ(lake_->History("")->size(), 1u);
 }
 
+TEST_F(LakeTest, ExpireSparesReadersOfRetainedSnapshotsAndFailsOthersClearly) {
+  LakeOptions options;
+  options.read_batch_rows = 3;
+  Reopen(options);
+  CreateEvents("");
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(Append(lake_.get(), "events", i * 5, 5).ok());
+  auto reader = lake_->Scan("events", {});
+  ASSERT_TRUE(reader.ok());
+  Batch b;
+  std::vector<int64_t> ids;
+  ASSERT_TRUE(*(*reader)->Next(&b));
+  for (int64_t i = 0; i < b.num_rows(); ++i) ids.push_back(b.column(0).GetInt(i));
+  // The files the reader has not opened yet are replaced by a compaction, and then every
+  // snapshot but the latest is expired: the reader's snapshot is gone, and with it the files.
+  // Reading the latest snapshot still works, and a reader opened on it is unaffected by a
+  // second expire.
+  ASSERT_TRUE(lake_->Compact("events", {}).ok());
+  auto latest = lake_->Scan("events", {});
+  ASSERT_TRUE(latest.ok());
+  ExpireOptions expire;
+  expire.keep_last = 1;
+  ASSERT_TRUE(lake_->Expire(expire).ok());
+  std::vector<int64_t> all;
+  while (true) {
+    auto more = (*latest)->Next(&b);
+    ASSERT_TRUE(more.ok()) << more.status();
+    if (!*more) break;
+    for (int64_t i = 0; i < b.num_rows(); ++i) all.push_back(b.column(0).GetInt(i));
+  }
+  std::sort(all.begin(), all.end());
+  EXPECT_EQ(all, Range(0, 20));
+  // The old reader's snapshot was not retained: its files are gone, which it reports as
+  // DATA_LOSS instead of crashing or returning partial data silently.
+  Status old_reader = Status::Ok();
+  while (old_reader.ok()) {
+    auto more = (*reader)->Next(&b);
+    if (!more.ok()) {
+      old_reader = more.status();
+    } else if (!*more) {
+      break;
+    }
+  }
+  EXPECT_EQ(old_reader.code(), StatusCode::kDataLoss) << old_reader;
+}
+
 TEST_F(LakeTest, ExpireRemovesOrphansButNotLiveTransactions) {
   CreateEvents("");
   const Schema schema = lake_->Describe("events")->schema;
