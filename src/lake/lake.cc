@@ -1429,6 +1429,13 @@ StatusOr<SnapshotInfo> TransactionImpl::Commit() {
     changed.insert(id);
   }
   for (const int64_t id : changed) RETURN_IF_ERROR(AddChange(db.get(), snapshot, id));
+  // Which tables and schema versions the commit wrote, for people reading the history.
+  if (writers_.size() == 1 && !summary_.contains("table"))
+    summary_["table"] = writers_.begin()->first;
+  for (const auto& [name, w] : writers_) {
+    summary_["schema_version" + (writers_.size() == 1 ? std::string() : "." + name)] =
+        std::to_string(w->schema()->version);
+  }
   std::string operation = operation_;
   if (operation.empty()) operation = overwrite ? "overwrite" : "append";
   ASSIGN_OR_RETURN(auto info,

@@ -287,6 +287,8 @@ TEST_F(LakeTest, TimeTravelHistoryAndWatermarks) {
     auto s = (*txn)->Commit();
     ASSERT_TRUE(s.ok()) << s.status();
     EXPECT_EQ(s->summary.at("pipeline"), "p1");
+    EXPECT_EQ(s->summary.at("table"), "events");
+    EXPECT_EQ(s->summary.at("schema_version"), "1");
   }
   ASSERT_TRUE(Append(lake_.get(), "events", 10, 10).ok());
   ASSERT_TRUE(Append(lake_.get(), "events", 100, 5, /*overwrite=*/true).ok());
