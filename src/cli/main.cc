@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
 
   std::vector<cli::Command> commands = {cli::AddServeCommand(app), cli::AddModelCommand(app),
                                         cli::AddVersionCommand(app)};
+  commands.push_back(cli::AddHubCommand(app));
 
   try {
     app.parse(argc, argv);
