@@ -23,6 +23,8 @@ uint64_t Mix(uint64_t h, uint64_t v) {
 ContextDetector::ContextDetector(const DetectorOptions& options)
     : bins_(options.bins),
       max_order_(options.max_order),
+      resolutions_(options.resolutions),
+      calm_(options.calm),
       max_contexts_(options.max_contexts),
       probation_(options.probation),
       suppress_(options.suppress >= 0 ? options.suppress : options.probation / 5),
@@ -35,34 +37,45 @@ ContextDetector::ContextDetector(const DetectorOptions& options)
   }
 }
 
-int64_t ContextDetector::Symbol(double value) const {
-  const double level = std::floor((value - min_) / step_);
+int64_t ContextDetector::Symbol(double value, int64_t resolution) const {
+  // Resolution r splits each level into 2^r.
+  const double level =
+      std::floor((value - min_) / step_ * static_cast<double>(int64_t{1} << resolution));
   constexpr double kLimit = 1e15;
   return static_cast<int64_t>(std::clamp(level, -kLimit, kLimit));
 }
 
 double ContextDetector::Step(double value) {
-  const int64_t symbol = Symbol(value);
-  int64_t known = 0;
-  int64_t novel = 0;
-  uint64_t ctx = 0x51ed27;
-  const int64_t orders = static_cast<int64_t>(history_.size());
   const bool room = static_cast<int64_t>(patterns_.size()) < max_contexts_;
-  for (int64_t order = 1; order <= orders; ++order) {
-    ctx = Mix(ctx, static_cast<uint64_t>(history_[static_cast<size_t>(orders - order)]));
-    const uint64_t pattern = Mix(ctx, static_cast<uint64_t>(symbol) ^ 0x5bd1e995ull);
-    if (contexts_.contains(ctx)) {
-      ++known;
-      if (!patterns_.contains(pattern)) ++novel;
+  const int64_t orders = static_cast<int64_t>(history_.size());
+  double score_sum = 0;
+  int64_t scored = 0;
+  for (int64_t r = 0; r < resolutions_; ++r) {
+    const int64_t symbol = Symbol(value, r);
+    int64_t known = 0;
+    int64_t novel = 0;
+    uint64_t ctx = Mix(0x51ed27, static_cast<uint64_t>(r));
+    for (int64_t order = 1; order <= orders; ++order) {
+      ctx =
+          Mix(ctx, static_cast<uint64_t>(Symbol(history_[static_cast<size_t>(orders - order)], r)));
+      const uint64_t pattern = Mix(ctx, static_cast<uint64_t>(symbol) ^ 0x5bd1e995ull);
+      if (contexts_.contains(ctx)) {
+        ++known;
+        if (!patterns_.contains(pattern)) ++novel;
+      }
+      if (room) {
+        contexts_.insert(ctx);
+        patterns_.insert(pattern);
+      }
     }
-    if (room) {
-      contexts_.insert(ctx);
-      patterns_.insert(pattern);
+    if (known > 0) {
+      score_sum += static_cast<double>(novel) / static_cast<double>(known);
+      ++scored;
     }
   }
-  history_.push_back(symbol);
+  history_.push_back(value);
   if (static_cast<int64_t>(history_.size()) > max_order_) history_.pop_front();
-  return known == 0 ? 0.0 : static_cast<double>(novel) / static_cast<double>(known);
+  return scored == 0 ? 0.0 : score_sum / static_cast<double>(scored);
 }
 
 double ContextDetector::Update(double value) {
@@ -81,7 +94,14 @@ double ContextDetector::Update(double value) {
     warmup_.shrink_to_fit();
     return 0;
   }
-  const double score = Step(value);
+  double score = Step(value);
+  if (calm_ > 0) {
+    // A novelty after a long calm is more surprising than one in a series that keeps
+    // producing them.
+    const double weight = 1.0 - std::exp(-static_cast<double>(since_novel_) / calm_);
+    since_novel_ = score > 0 ? 0 : since_novel_ + 1;
+    score *= weight;
+  }
   if (n_ <= probation_) return 0;
   if (quiet_left_ > 0) {
     --quiet_left_;
@@ -94,12 +114,12 @@ double ContextDetector::Update(double value) {
 void ContextDetector::SaveState(StateWriter* out) const {
   out->I64(n_);
   out->I64(quiet_left_);
+  out->I64(since_novel_);
   out->U8(ranged_ ? 1 : 0);
   out->F64(min_);
   out->F64(step_);
   out->F64s(warmup_);
-  out->U64(history_.size());
-  for (int64_t s : history_) out->I64(s);
+  out->F64s(std::vector<double>(history_.begin(), history_.end()));
   // Sorted, so that the same state always encodes to the same bytes.
   for (const auto* set : {&contexts_, &patterns_}) {
     std::vector<uint64_t> keys(set->begin(), set->end());
@@ -113,19 +133,16 @@ Status ContextDetector::LoadState(StateReader* in) {
   uint8_t ranged = 0;
   RETURN_IF_ERROR(in->I64(&n_));
   RETURN_IF_ERROR(in->I64(&quiet_left_));
+  RETURN_IF_ERROR(in->I64(&since_novel_));
   RETURN_IF_ERROR(in->U8(&ranged));
   RETURN_IF_ERROR(in->F64(&min_));
   RETURN_IF_ERROR(in->F64(&step_));
   RETURN_IF_ERROR(in->F64s(&warmup_, static_cast<uint64_t>(std::max<int64_t>(probation_, 0))));
   ranged_ = ranged != 0;
   uint64_t count = 0;
-  RETURN_IF_ERROR(in->Count(&count, static_cast<uint64_t>(max_order_)));
-  history_.clear();
-  for (uint64_t i = 0; i < count; ++i) {
-    int64_t s = 0;
-    RETURN_IF_ERROR(in->I64(&s));
-    history_.push_back(s);
-  }
+  std::vector<double> history;
+  RETURN_IF_ERROR(in->F64s(&history, static_cast<uint64_t>(max_order_)));
+  history_.assign(history.begin(), history.end());
   for (auto* set : {&contexts_, &patterns_}) {
     RETURN_IF_ERROR(in->Count(
         &count, std::min<uint64_t>(in->remaining() / 8, static_cast<uint64_t>(max_contexts_) *

@@ -34,10 +34,12 @@ class ContextDetector : public Detector {
  private:
   // Learns from and scores one value once the range is known.
   double Step(double value);
-  int64_t Symbol(double value) const;
+  int64_t Symbol(double value, int64_t resolution) const;
 
   const int64_t bins_;
   const int64_t max_order_;
+  const int64_t resolutions_;
+  const double calm_;
   const int64_t max_contexts_;
   const int64_t probation_;
   const int64_t suppress_;
@@ -52,6 +54,7 @@ class ContextDetector : public Detector {
   std::unordered_set<uint64_t> patterns_;  // hashes of (context, next symbol)
   int64_t n_ = 0;
   int64_t quiet_left_ = 0;
+  int64_t since_novel_ = 0;  // points since the last novel pattern
 };
 
 }  // namespace edgeloop::anomaly

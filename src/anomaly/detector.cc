@@ -94,6 +94,8 @@ StatusOr<DetectorOptions> DetectorOptions::Parse(std::map<std::string, std::stri
   RETURN_IF_ERROR(ParseInt(params, "window", -1, 100000, &o.window));
   RETURN_IF_ERROR(ParseInt(params, "bins", 1, 1 << 20, &o.bins));
   RETURN_IF_ERROR(ParseInt(params, "max_order", 1, 64, &o.max_order));
+  RETURN_IF_ERROR(ParseInt(params, "resolutions", 1, 8, &o.resolutions));
+  RETURN_IF_ERROR(ParseDouble(params, "calm", 0, 1e9, &o.calm));
   RETURN_IF_ERROR(ParseInt(params, "max_contexts", 1, 100000000, &o.max_contexts));
   if (o.detector == "knn_cad") {
     const int64_t window = o.window > 0 ? o.window : o.probation;
@@ -119,7 +121,8 @@ std::string DetectorOptions::Fingerprint() const {
   } else if (detector == "knn_cad") {
     out << ";dim=" << dim << ";k=" << k << ";window=" << window;
   } else {
-    out << ";bins=" << bins << ";max_order=" << max_order << ";max_contexts=" << max_contexts;
+    out << ";bins=" << bins << ";max_order=" << max_order << ";resolutions=" << resolutions
+        << ";calm=" << calm << ";max_contexts=" << max_contexts;
   }
   return out.str();
 }

@@ -61,9 +61,9 @@ struct DetectorOptions {
   int64_t suppress = -1;
 
   // ewma
-  double alpha = 0.05;       // weight of the newest point in the mean / variance
+  double alpha = 0.001;      // weight of the newest point in the mean / variance
   double z_threshold = 4;    // |z| at which the score reaches 0.5
-  double huber = 3;          // residuals are clipped to huber * sigma before they update the state
+  double huber = 2.5;        // residuals are clipped to huber * sigma before they update the state
   double peak_halflife = 0;  // > 0: scores are relative to the recent peak |z| (points)
 
   // knn_cad
@@ -72,8 +72,10 @@ struct DetectorOptions {
   int64_t window = -1;  // training / calibration window; -1 = probation
 
   // context
-  int64_t bins = 4;               // value levels across the range
+  int64_t bins = 3;               // value levels across the range
   int64_t max_order = 1;          // longest context (previous symbols) considered
+  int64_t resolutions = 2;        // also score at 2, 4, ... times as many levels (averaged)
+  double calm = 0;                // > 0: a novelty's score grows with the calm before it (points)
   int64_t max_contexts = 200000;  // memory bound: contexts remembered per series
 
   // Parses `params`: every key this struct knows is validated and removed from `params`

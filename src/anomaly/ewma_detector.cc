@@ -12,7 +12,7 @@ EwmaDetector::EwmaDetector(const DetectorOptions& options)
       decay_(options.peak_halflife > 0 ? std::exp(-std::log(2.0) / options.peak_halflife) : 0.0),
       threshold_(options.threshold),
       probation_(options.probation),
-      suppress_(options.suppress < 0 ? 0 : options.suppress) {}
+      suppress_(options.suppress < 0 ? options.probation / 3 : options.suppress) {}
 
 double EwmaDetector::Update(double value) {
   ++n_;
