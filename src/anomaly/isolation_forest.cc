@@ -23,6 +23,9 @@ constexpr double kEulerGamma = 0.5772156649015329;
 constexpr int64_t kMaxTrees = 10000;
 // Node indices are int32; a tree has at most 2 psi - 1 nodes.
 constexpr int64_t kMaxSampleSize = int64_t{1} << 24;
+// All trees' nodes together (16 + 12 + 8 bytes each); keeps a forest under about 2.5 GB and its
+// node indices well inside int32.
+constexpr int64_t kMaxNodes = int64_t{1} << 26;
 
 // Fits one tree on a subsample held column by column (`columns[j][r]` is feature
 // `features[j]` of subsample row r).
@@ -151,6 +154,10 @@ StatusOr<std::unique_ptr<IsolationForest>> IsolationForest::Fit(
                    tabular_internal::TakeInt(&params, "sample_size", 256, 2, kMaxSampleSize));
   ASSIGN_OR_RETURN(const int64_t per_tree, FeaturesPerTree(&params, num_features));
   RETURN_IF_ERROR(tabular_internal::RejectUnknown(params, "isolation_forest"));
+  if (n_trees * (2 * std::min(sample_size, n) - 1) > kMaxNodes) {
+    return InvalidArgumentError("n_trees * sample_size is too large (a forest may have at most " +
+                                std::to_string(kMaxNodes) + " nodes)");
+  }
 
   auto forest = std::unique_ptr<IsolationForest>(new IsolationForest());
   forest->num_features_ = num_features;
@@ -388,6 +395,9 @@ StatusOr<std::unique_ptr<IsolationForest>> IsolationForest::FromJson(const nlohm
         return DataLossError(
             "isolation_forest: a tree must be a non-empty array of at most "
             "2 * sample_size - 1 nodes");
+      }
+      if (static_cast<int64_t>(forest->nodes_.size() + tree.size()) > kMaxNodes) {
+        return DataLossError("isolation_forest: more than " + std::to_string(kMaxNodes) + " nodes");
       }
       const auto begin = static_cast<int32_t>(forest->nodes_.size());
       forest->roots_.push_back(begin);

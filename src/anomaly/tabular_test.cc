@@ -298,6 +298,13 @@ TEST(TabularFitTest, RejectsBadOptionsAndData) {
     EXPECT_EQ(status.code(), StatusCode::kInvalidArgument) << status;
     EXPECT_NE(status.message().find(message), std::string::npos) << status;
   }
+  const std::vector<float> many(100000, 0.0f);
+  const Status huge =
+      FitTabularDetector(many.data(), 100000, 1,
+                         {"isolation_forest", 0, {{"n_trees", "10000"}, {"sample_size", "100000"}}})
+          .status();
+  EXPECT_EQ(huge.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(huge.message().find("n_trees * sample_size is too large"), std::string::npos) << huge;
 }
 
 std::string Replace(std::string text, const std::string& from, const std::string& to) {
