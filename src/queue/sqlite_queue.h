@@ -66,7 +66,8 @@ class SqliteQueue final : public Queue {
     std::function<Status()> body;
     bool durable = true;  // must be fsynced before the caller hears back
     Status status;
-    bool done = false;
+    bool done = false;                // GUARDED_BY(mu_)
+    std::condition_variable done_cv;  // signalled (under mu_) when done
   };
 
   SqliteQueue(std::string dir, const QueueOptions& options, std::unique_ptr<Db> db);
@@ -105,7 +106,6 @@ class SqliteQueue final : public Queue {
 
   std::mutex mu_;
   std::condition_variable work_cv_;     // the writer waits for ops
-  std::condition_variable done_cv_;     // callers wait for their op
   std::condition_variable visible_cv_;  // Lease(wait) waits for new visible events
   std::deque<Op*> pending_;             // GUARDED_BY(mu_)
   bool stop_ = false;                   // GUARDED_BY(mu_)
