@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/containerize.h"
 #include "common/clock.h"
 #include "registry/package.h"
 #include "registry/referrers.h"
@@ -53,6 +54,7 @@ struct ModelOptions {
   std::string out;
   bool all_tags = false;
   bool no_referrers = false;
+  std::string base;  // containerize: the base server image
 };
 
 // Prints progress for large transfers on a terminal: one line, rewritten.
@@ -408,6 +410,26 @@ Status RunHistory(const ModelOptions& o) {
   return Status::Ok();
 }
 
+Status RunContainerize(const ModelOptions& o) {
+  ContainerizeOptions options;
+  options.model_ref = o.ref;
+  options.image_ref = o.dest;
+  options.base_ref = o.base;
+  options.model_name = o.name;
+  options.model_version = o.version;
+  ASSIGN_OR_RETURN(options.store, MakeStoreOptions(o));
+  ASSIGN_OR_RETURN(ContainerizeResult r, Containerize(options));
+  Print(o,
+        {{"image", r.image},
+         {"digest", r.manifest.digest.str()},
+         {"model", r.model_name},
+         {"version", r.model_version},
+         {"model_digest", r.model_digest}},
+        "image " + r.image + " serves " + r.model_name + " version " + r.model_version +
+            " (" + r.model_digest + ")\ndigest " + r.manifest.digest.str());
+  return Status::Ok();
+}
+
 }  // namespace
 
 Command AddModelCommand(CLI::App& root) {
@@ -510,6 +532,17 @@ Command AddModelCommand(CLI::App& root) {
   history->add_option("ref", o->ref, "Reference (its tag is ignored)")->required();
   history->add_option("alias", o->alias, "Alias tag")->required();
   history->add_option("--trusted-key", o->trusted_keys, "Show only records signed by these");
+
+  CLI::App* containerize = command(
+      "containerize", "Build a server image with REF baked in at /models (docs/deploy.md)",
+      RunContainerize);
+  containerize->add_option("ref", o->ref, "The model")->required();
+  containerize->add_option("image", o->dest, "Where the image goes (oci://... or layout://...)")
+      ->required();
+  containerize->add_option("--base", o->base, "Base image from scripts/build-image")->required();
+  containerize->add_option("--model-name", o->name, "Served name (default: the package's)");
+  containerize->add_option("--model-version", o->version,
+                           "Version folder, a positive integer (default: the package's)");
 
   return {app, [o, run] {
             if (!*run) return 2;
