@@ -236,9 +236,11 @@ class ImageTest(harness.ServerTestCase):
         server = harness.Server(None, command=command[:4], flags=command[5:])
         self.addCleanup(server.stop)
         server.start()
-        response = harness.Client(server.port).get("/v2/health/live")
+        client = harness.Client(server.port)
+        self.addCleanup(client.close)
+        response = client.get("/v2/health/live")
         self.assertEqual(response.status, 200, response.text)
-        self.assertEqual(response.json(), {"live": True})
+        self.assertEqual(response.json, {"live": True})
 
     def test_pushes_to_a_registry_with_skopeo_and_edgeloop(self):
         registry = DockerRegistry().start()
@@ -284,6 +286,7 @@ class ImageTest(harness.ServerTestCase):
         self.addCleanup(server.stop)
         server.start()
         client = harness.Client(server.port)
+        self.addCleanup(client.close)
         harness.wait_until(lambda: client.get("/v2/health/ready").status == 200, 20,
                            "the baked-in model ready")
         rows = harness.example_rows()[:2]
@@ -392,16 +395,19 @@ class ManifestTest(unittest.TestCase):
         if text is None:
             return problems
         everything = (text or "") + (help_text() or "")
-        # Ports: a role with --http-port listens on its value (or default).
+        # Ports: the container ports are exactly the ports the role listens on: the values (or
+        # defaults) of its --http-port and --metrics-port flags.
         ports = [p["containerPort"] for p in c.get("ports", [])]
         port_names = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
-        if "--http-port" in flags_of(text):
-            listen = (args[args.index("--http-port") + 1] if "--http-port" in args
-                      else flag_default(text, "--http-port"))
-            if [str(p) for p in ports] != [str(listen)]:
-                problems.append(f"{where}: containerPort {ports}, but the role listens on {listen}")
-        elif ports:
-            problems.append(f"{where}: ports {ports} on a role without --http-port")
+        listen = set()
+        for flag in ("--http-port", "--metrics-port"):
+            if flag in flags_of(text):
+                value = (args[args.index(flag) + 1] if flag in args else flag_default(text, flag))
+                if value not in (None, "0", "-1"):
+                    listen.add(str(value))
+        if {str(p) for p in ports} != listen:
+            problems.append(f"{where}: containerPorts {sorted(ports)}, but the role listens on "
+                            f"{sorted(listen)}")
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             get = c.get(probe, {}).get("httpGet")
             if get and get["port"] not in port_names and get["port"] not in ports:
@@ -442,6 +448,9 @@ class ManifestTest(unittest.TestCase):
         return {}
 
     def probe_paths(self, role):
+        if role[0] not in subcommands():
+            raise AssertionError(f"the role '{role[0]}' that the manifests run does not exist in "
+                                 f"the binary (`edgeloop --help` lists {sorted(subcommands())})")
         paths = set()
         for objects in self.rendered.values():
             for _, pod in pod_specs(objects):
@@ -466,6 +475,7 @@ class ManifestTest(unittest.TestCase):
         self.addCleanup(server.stop)
         server.start()
         client = harness.Client(server.port)
+        self.addCleanup(client.close)
         harness.wait_until(lambda: client.get("/v2/health/ready").status == 200, 20, "ready")
         for path in sorted(paths):
             self.assertEqual(client.get(path).status, 200, path)
@@ -479,6 +489,7 @@ class ManifestTest(unittest.TestCase):
         self.addCleanup(server.stop)
         server.start()
         client = harness.Client(server.port)
+        self.addCleanup(client.close)
         for path in sorted(paths):
             self.assertEqual(client.get(path).status, 200, path)
 
