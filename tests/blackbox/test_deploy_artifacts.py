@@ -29,6 +29,7 @@ import re
 import shutil
 import subprocess
 import tarfile
+import threading
 import unittest
 
 import harness
@@ -492,6 +493,61 @@ class ManifestTest(unittest.TestCase):
         self.addCleanup(client.close)
         for path in sorted(paths):
             self.assertEqual(client.get(path).status, 200, path)
+
+
+    def test_worker_starts_with_the_site_config_and_answers_its_probe_paths(self):
+        """The worker's chain and policy from the edge ConfigMap load (the real parser and policy
+        checks) with /etc/edgeloop/... and /var/lib/edgeloop moved into a temp dir, and the
+        probe paths answer on the metrics port."""
+        paths = self.probe_paths(["worker"])
+        self.assertTrue(paths, "no worker probes in the manifests")
+        data = self.config_map_with_prefix("edgeloop-edge-config")
+        tmp = pathlib.Path(harness.make_temp_dir("worker-"))
+        moves = {"/etc/edgeloop/config": tmp / "config", "/etc/edgeloop/secrets": tmp / "secrets",
+                 "/var/lib/edgeloop": tmp / "state"}
+        for folder in moves.values():
+            folder.mkdir()
+        for name, content in data.items():
+            for old, new in moves.items():
+                content = content.replace(old + "/", f"{new}/")
+            (tmp / "config" / name).write_text(content)
+        (tmp / "secrets" / "hub-token").write_text("t" * 40 + "\n")
+        (tmp / "secrets" / "site-key").write_text("ab" * 32 + "\n")
+        proc = subprocess.Popen(
+            [harness.require_binary(), "worker", "--queue", f"file://{tmp}/state/queue",
+             "--function", str(tmp / "config" / "worker.yaml"), "--metrics-address",
+             harness.HOST, "--metrics-port", "0"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            text=True)
+        self.addCleanup(proc.wait)
+        self.addCleanup(proc.kill)
+        lines = []
+        reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+        reader.start()
+
+        def listening_port():
+            for line in list(lines):
+                m = re.search(r"listening.*port[=\":]+(\d+)", line)
+                if m:
+                    return int(m.group(1))
+            if proc.poll() is not None:
+                reader.join(5)
+                raise AssertionError(f"the worker exited ({proc.returncode}):\n" +
+                                     "".join(lines[-20:]))
+            return None
+
+        port = harness.wait_until(listening_port, 20, "the worker's listening line")
+        client = harness.Client(port)
+        self.addCleanup(client.close)
+        for path in sorted(paths):
+            self.assertEqual(client.get(path).status, 200, path)
+
+    def config_map_with_prefix(self, prefix):
+        for objects in self.rendered.values():
+            for obj in objects:
+                if obj["kind"] == "ConfigMap" and obj["metadata"]["name"].startswith(prefix + "-"):
+                    return obj.get("data", {})
+        raise AssertionError(f"no ConfigMap {prefix}")
 
 
 # ----------------------------------------------------------------------------------------------
