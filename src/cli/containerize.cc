@@ -234,8 +234,8 @@ StatusOr<ContainerizeResult> Containerize(const ContainerizeOptions& options) {
   }
   ASSIGN_OR_RETURN(std::string config_bytes, base.store->ReadBlob(manifest.config));
   Json config = Json::parse(config_bytes, nullptr, false);
-  if (!config.is_object() || !config.contains("rootfs") ||
-      !config["rootfs"].contains("diff_ids") || !config["rootfs"]["diff_ids"].is_array()) {
+  if (!config.is_object() || !config.contains("rootfs") || !config["rootfs"].contains("diff_ids") ||
+      !config["rootfs"]["diff_ids"].is_array()) {
     return InvalidArgumentError(options.base_ref + ": the image config has no rootfs.diff_ids");
   }
 
@@ -243,9 +243,9 @@ StatusOr<ContainerizeResult> Containerize(const ContainerizeOptions& options) {
   ASSIGN_OR_RETURN(TempDir scratch, TempDir::Create());
   ASSIGN_OR_RETURN(Descriptor model_manifest, model.store->Resolve(model.ref.TagOrDigest()));
   const fs::path pulled_dir = scratch.path() / "model";
-  ASSIGN_OR_RETURN(registry::PulledModel pulled,
-                   registry::PullPackage(*model.store, model_manifest.digest.str(), pulled_dir, "",
-                                         nullptr));
+  ASSIGN_OR_RETURN(
+      registry::PulledModel pulled,
+      registry::PullPackage(*model.store, model_manifest.digest.str(), pulled_dir, "", nullptr));
   ContainerizeResult result;
   result.model_name = options.model_name.empty() ? pulled.name : options.model_name;
   result.model_version = options.model_version.empty() ? pulled.version : options.model_version;
@@ -297,11 +297,11 @@ StatusOr<ContainerizeResult> Containerize(const ContainerizeOptions& options) {
   // command that serves the baked-in repository, and labels naming the model.
   config["rootfs"]["diff_ids"].push_back(layer.digest.str());
   const std::string created = config.value("created", std::string("1970-01-01T00:00:00Z"));
-  if (!config.contains("history") || !config["history"].is_array()) config["history"] = Json::array();
-  config["history"].push_back(
-      {{"created", created},
-       {"created_by", "edgeloop model containerize " + result.model_name + "@" +
-                          result.model_digest}});
+  if (!config.contains("history") || !config["history"].is_array())
+    config["history"] = Json::array();
+  config["history"].push_back({{"created", created},
+                               {"created_by", "edgeloop model containerize " + result.model_name +
+                                                  "@" + result.model_digest}});
   Json& image_config = config["config"];
   if (!image_config.is_object()) image_config = Json::object();
   image_config["Cmd"] = Json::array({"serve", "--model-repository", "/models"});
@@ -311,16 +311,16 @@ StatusOr<ContainerizeResult> Containerize(const ContainerizeOptions& options) {
   labels["org.edgeloop.model.version"] = result.model_version;
   labels["org.edgeloop.model.digest"] = result.model_digest;
   const std::string new_config = config.dump();
-  const Descriptor config_descriptor = registry::DescribeBytes(manifest.config.media_type,
-                                                               new_config);
+  const Descriptor config_descriptor =
+      registry::DescribeBytes(manifest.config.media_type, new_config);
 
   // Blobs first (the base's, the layer, the config), then the manifest under the tag.
   for (const Descriptor& base_layer : manifest.layers) {
     RETURN_IF_ERROR(CopyBlob(*base.store, *target.store, base_layer, scratch.path()));
   }
   RETURN_IF_ERROR(target.store->PushBlob(layer, registry::BlobSource::File(layer_path), nullptr));
-  RETURN_IF_ERROR(target.store->PushBlob(config_descriptor,
-                                         registry::BlobSource::Bytes(new_config), nullptr));
+  RETURN_IF_ERROR(
+      target.store->PushBlob(config_descriptor, registry::BlobSource::Bytes(new_config), nullptr));
   manifest.config = config_descriptor;
   manifest.layers.push_back(layer);
   manifest.annotations["org.edgeloop.model.name"] = result.model_name;

@@ -425,8 +425,8 @@ Status RunContainerize(const ModelOptions& o) {
          {"model", r.model_name},
          {"version", r.model_version},
          {"model_digest", r.model_digest}},
-        "image " + r.image + " serves " + r.model_name + " version " + r.model_version +
-            " (" + r.model_digest + ")\ndigest " + r.manifest.digest.str());
+        "image " + r.image + " serves " + r.model_name + " version " + r.model_version + " (" +
+            r.model_digest + ")\ndigest " + r.manifest.digest.str());
   return Status::Ok();
 }
 
@@ -533,9 +533,9 @@ Command AddModelCommand(CLI::App& root) {
   history->add_option("alias", o->alias, "Alias tag")->required();
   history->add_option("--trusted-key", o->trusted_keys, "Show only records signed by these");
 
-  CLI::App* containerize = command(
-      "containerize", "Build a server image with REF baked in at /models (docs/deploy.md)",
-      RunContainerize);
+  CLI::App* containerize =
+      command("containerize", "Build a server image with REF baked in at /models (docs/deploy.md)",
+              RunContainerize);
   containerize->add_option("ref", o->ref, "The model")->required();
   containerize->add_option("image", o->dest, "Where the image goes (oci://... or layout://...)")
       ->required();
