@@ -166,7 +166,9 @@ class HttpSink : public Sink {
     if (code != CURLE_OK) {
       return UnavailableError(options_.health_url + ": " + curl_easy_strerror(code));
     }
-    if (status < 200 || status >= 300) {
+    // Reachable and not overloaded is enough: a hub without the health route (404) or one that
+    // would refuse our token (401) is up, and the upload itself then says what is wrong.
+    if (status == 429 || status >= 500 || status < 200) {
       return UnavailableError(options_.health_url + " answered " + std::to_string(status));
     }
     return Status::Ok();

@@ -7,7 +7,9 @@
 #include "common/build_info.h"
 #include "common/json_util.h"
 #include "serving/deployment.h"
+#include "queue/uuid.h"
 #include "serving/infer_codec.h"
+#include "serving/insight_emitter.h"
 
 namespace edgeloop::serving {
 namespace {
@@ -99,13 +101,14 @@ std::string Dump(const Json& json) {
 
 OipHandler::OipHandler(ModelManager* manager, metrics::Registry* registry, Clock* clock,
                        const std::atomic<bool>* draining, ControlAccess control,
-                       const Deployer* deployer)
+                       const Deployer* deployer, InsightEmitter* insights)
     : manager_(manager),
       registry_(registry),
       clock_(clock),
       draining_(draining),
       control_(std::move(control)),
-      deployer_(deployer) {}
+      deployer_(deployer),
+      insights_(insights) {}
 
 std::optional<Response> OipHandler::CheckControlAccess(const http::Request& request) const {
   if (control_.token.empty()) {
@@ -198,6 +201,10 @@ void OipHandler::Handle(http::Request request, http::Responder respond) {
     if (s.size() == rest + 1 && s[rest] == "infer") {
       if (!post) return respond(MethodNotAllowed("POST"));
       return Infer(request, model, version, std::move(respond));
+    }
+    if (s.size() == rest + 1 && s[rest] == "feedback") {
+      if (!post) return respond(MethodNotAllowed("POST"));
+      return Feedback(request, model, version, std::move(respond));
     }
   }
   if (s[1] == "repository") {
@@ -323,16 +330,33 @@ void OipHandler::Infer(http::Request& request, std::string_view model,
     return respond(std::move(response));
   }
 
+  // With insight events on, the request gets an id (the OIP `id`, else X-Request-Id, else a
+  // new UUIDv7) that feedback refers to, and the inputs are kept for the emitter.
+  std::string request_id;
+  std::shared_ptr<std::vector<inference::Tensor>> kept_inputs;
+  if (insights_ != nullptr) {
+    request_id = parsed->id ? *parsed->id : std::string(request.Header("X-Request-Id"));
+    if (request_id.empty()) request_id = queue::NewEventId(*clock_);
+    kept_inputs = std::make_shared<std::vector<inference::Tensor>>(parsed->inputs);
+  }
   BatchItem item;
   item.inputs = std::move(parsed->inputs);
   item.output_indices = std::move(parsed->output_indices);
-  item.done = [this, servable, started, id = std::move(parsed->id), respond = std::move(respond)](
+  item.done = [this, servable, started, id = std::move(parsed->id), respond = std::move(respond),
+               request_id = std::move(request_id), kept_inputs = std::move(kept_inputs)](
                   StatusOr<std::vector<inference::Tensor>> outputs) mutable {
     Response response =
         outputs.ok()
             ? Response::Json(200, SerializeInferResponse(servable->config.name,
                                                          servable->version_string, id, *outputs))
             : http::ErrorResponse(outputs.status());
+    if (kept_inputs != nullptr) {
+      response.headers.emplace_back("X-Request-Id", request_id);
+      if (outputs.ok()) {
+        insights_->OnPrediction(servable, request_id, *kept_inputs, *outputs,
+                                std::chrono::duration<double>(clock_->Now() - started).count());
+      }
+    }
     servable->metrics.CountRequest(servable->config.name, servable->version_string,
                                    response.status);
     servable->metrics.request_seconds->Observe(
@@ -348,6 +372,43 @@ void OipHandler::Infer(http::Request& request, std::string_view model,
   batch.push_back(std::move(item));
   servable->metrics.batch_rows->Observe(static_cast<double>(rows));
   RunBatch(*servable->model, batch);
+}
+
+void OipHandler::Feedback(const http::Request& request, std::string_view model,
+                          std::optional<int64_t> version, http::Responder respond) {
+  if (insights_ == nullptr) {
+    return respond(Response::Error(
+        501, "this server records no feedback: start it with --queue to emit events"));
+  }
+  auto found = manager_->Find(model, version);
+  if (!found.ok()) return respond(http::ErrorResponse(found.status()));
+  Json body = Json::parse(request.body, nullptr, false);
+  if (body.is_discarded() || !body.is_object()) {
+    return respond(Response::Error(400, "the request body must be a JSON object"));
+  }
+  if (!body.contains("request_id") || !body["request_id"].is_string() ||
+      body["request_id"].get<std::string>().empty() ||
+      body["request_id"].get<std::string>().size() > 256) {
+    return respond(Response::Error(
+        400, "'request_id' (the X-Request-Id of the prediction, 1 to 256 characters) is required"));
+  }
+  if (!body.contains("label") || body["label"].is_discarded()) {
+    return respond(Response::Error(400, "'label' (any JSON value) is required"));
+  }
+  std::string comment;
+  if (body.contains("comment")) {
+    if (!body["comment"].is_string()) return respond(Response::Error(400, "'comment' must be a string"));
+    comment = body["comment"].get<std::string>();
+  }
+  const std::string version_string = version ? std::to_string(*version) : "";
+  auto shared = std::make_shared<http::Responder>(std::move(respond));
+  const std::string request_id = body["request_id"].get<std::string>();
+  insights_->OnFeedback(std::string(model), version_string, request_id, Dump(body["label"]),
+                        std::move(comment), [shared, request_id](StatusOr<std::string> id) {
+                          if (!id.ok()) return (*shared)(http::ErrorResponse(id.status()));
+                          (*shared)(Response::Json(
+                              201, Dump({{"id", *id}, {"request_id", request_id}})));
+                        });
 }
 
 }  // namespace edgeloop::serving

@@ -26,20 +26,24 @@ struct ControlAccess {
 };
 
 class Deployer;
+class InsightEmitter;
 
 class OipHandler : public http::Handler {
  public:
   // Every pointer must outlive the handler. `draining` turns readiness false while the server
-  // shuts down. `deployer` (may be null) answers GET /v2/deployment.
+  // shuts down. `deployer` (may be null) answers GET /v2/deployment. `insights` (may be null)
+  // receives every successful prediction and serves POST /v2/models/{m}/feedback.
   OipHandler(ModelManager* manager, metrics::Registry* registry, Clock* clock,
              const std::atomic<bool>* draining, ControlAccess control,
-             const Deployer* deployer = nullptr);
+             const Deployer* deployer = nullptr, InsightEmitter* insights = nullptr);
 
   void Handle(http::Request request, http::Responder respond) override;
 
  private:
   void Infer(http::Request& request, std::string_view model, std::optional<int64_t> version,
              http::Responder respond);
+  void Feedback(const http::Request& request, std::string_view model,
+                std::optional<int64_t> version, http::Responder respond);
   http::Response ModelMetadata(std::string_view model, std::optional<int64_t> version) const;
   http::Response ModelReady(std::string_view model, std::optional<int64_t> version) const;
   http::Response ServerReady() const;
@@ -53,6 +57,7 @@ class OipHandler : public http::Handler {
   const std::atomic<bool>* draining_;
   const ControlAccess control_;
   const Deployer* deployer_;
+  InsightEmitter* insights_;
 };
 
 }  // namespace edgeloop::serving

@@ -73,6 +73,18 @@ Status RunServe(const ServeOptions& options) {
     ASSIGN_OR_RETURN(deployer, Deployer::Create(std::move(deployer_options)));
   }
 
+  // Insight events: a bad queue URL stops the server here; a queue that cannot be reached yet
+  // does not (events wait in memory, then are dropped and counted).
+  std::unique_ptr<InsightEmitter> insights;
+  if (!options.insights.queue_url.empty()) {
+    InsightOptions insight_options = options.insights;
+    insight_options.metrics = &registry;
+    ASSIGN_OR_RETURN(insights, InsightEmitter::Create(std::move(insight_options)));
+    log::Info("emitting insight events", {{"queue", options.insights.queue_url},
+                                          {"site", options.insights.site},
+                                          {"sample_rate", options.insights.sample_rate}});
+  }
+
   log::Info("loading models", {{"repository", repository.string()}});
   manager->Reconcile(/*trust_new_folders=*/true);
   manager->Start(options.poll_interval);
@@ -85,7 +97,7 @@ Status RunServe(const ServeOptions& options) {
         "the server listens beyond loopback");
   }
   OipHandler handler(manager.get(), &registry, Clock::Real(), &draining, std::move(control),
-                     deployer.get());
+                     deployer.get(), insights.get());
   server->Start(&handler);
   log::Info("listening", {{"address", server->address()},
                           {"port", static_cast<int>(server->port())},
@@ -107,6 +119,8 @@ Status RunServe(const ServeOptions& options) {
   draining.store(true);
   const bool drained = server->Shutdown(options.drain_timeout);
   if (deployer) deployer->Stop();
+  // Events still in memory get a few seconds to reach the queue.
+  if (insights) insights->Stop(std::chrono::milliseconds(5'000));
   manager->Stop();
   if (drained) {
     log::Info("stopped");

@@ -8,6 +8,7 @@
 
 #include "common/status.h"
 #include "http/server.h"
+#include "serving/insight_emitter.h"
 
 namespace edgeloop::serving {
 
@@ -25,6 +26,9 @@ struct ServeOptions {
   // Bearer token for the endpoints that change state (repository load/unload). Empty: they are
   // open when the server listens on loopback only, and closed (403) otherwise.
   std::string api_token;
+  // Insight events (insight_emitter.h): on when insights.queue_url is set. The emitter's clock
+  // and metrics are filled in by RunServe.
+  InsightOptions insights;
 };
 
 // Loads the repository's models, serves until SIGTERM/SIGINT, then drains. With a deployment,
