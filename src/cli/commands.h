@@ -19,6 +19,8 @@ struct Command {
 Command AddServeCommand(CLI::App& root);
 Command AddModelCommand(CLI::App& root);
 Command AddVersionCommand(CLI::App& root);
+Command AddPipelineCommand(CLI::App& root);
+Command AddLakeCommand(CLI::App& root);
 Command AddHubCommand(CLI::App& root);
 
 }  // namespace edgeloop::cli

@@ -30,6 +30,9 @@ int main(int argc, char** argv) {
                                         cli::AddVersionCommand(app)};
   commands.push_back(cli::AddHubCommand(app));
 
+  commands.push_back(cli::AddPipelineCommand(app));
+  commands.push_back(cli::AddLakeCommand(app));
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

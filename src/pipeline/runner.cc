@@ -369,7 +369,8 @@ std::map<std::string, FileState> DecodeFiles(const std::optional<std::string>& t
 std::string EncodeFiles(const std::map<std::string, FileState>& files) {
   nlohmann::json json = nlohmann::json::object();
   for (const auto& [path, state] : files) json[path] = {state.size, state.mtime_ns};
-  return json.dump();
+  // A path that is not UTF-8 is recorded mangled (and so read again), never a crash.
+  return json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 }  // namespace

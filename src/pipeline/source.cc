@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <filesystem>
 #include <unordered_map>
@@ -102,6 +103,14 @@ class CsvReader {
   }
 
  private:
+  struct Parsed {
+    bool null = false;
+    std::string_view text;
+    int64_t i = 0;
+    double d = 0;
+    Column scratch{Type::kInt64};
+  };
+
   Status MapColumns(const std::vector<std::string>& names) {
     const Schema& schema = builder_->schema();
     width_ = names.size();
@@ -152,24 +161,7 @@ class CsvReader {
       Parsed& p = parsed_[f];
       p.null = text.empty() && (!r.quoted[i] || schema.fields[f].type != Type::kString);
       if (p.null) continue;
-      switch (schema.fields[f].type) {
-        case Type::kString:
-          p.text = text;
-          break;
-        case Type::kDouble: {
-          p.scratch.Clear();
-          if (!AppendParsed(text, Type::kDouble, &p.scratch)) return RejectValue(r, f, text);
-          p.d = p.scratch.GetDouble(0);
-          break;
-        }
-        default: {
-          p.scratch.Clear();
-          if (!AppendParsed(text, schema.fields[f].type, &p.scratch)) {
-            return RejectValue(r, f, text);
-          }
-          p.i = p.scratch.GetInt(0);
-        }
-      }
+      if (!ParseValue(text, schema.fields[f].type, &p)) return RejectValue(r, f, text);
     }
     for (size_t f = 0; f < index_.size(); ++f) {
       const Parsed& p = parsed_[f];
@@ -188,20 +180,48 @@ class CsvReader {
     return builder_->MaybeFlush(false);
   }
 
+  // The hot path: numbers and timestamps parse without a temporary column.
+  static bool ParseValue(std::string_view text, Type type, Parsed* p) {
+    switch (type) {
+      case Type::kString:
+        p->text = text;
+        return true;
+      case Type::kDouble:
+      case Type::kInt64: {
+        const char* begin = text.data();
+        const char* end = begin + text.size();
+        if (begin != end && (*begin == ' ' || *begin == '+' || end[-1] == ' ')) break;
+        const auto [ptr, ec] = type == Type::kDouble ? std::from_chars(begin, end, p->d)
+                                                     : std::from_chars(begin, end, p->i);
+        if (ec == std::errc() && ptr == end) return true;
+        if (type == Type::kInt64) break;  // leave "1e3" etc. to the general path
+        return false;
+      }
+      case Type::kTimestamp:
+        if (std::optional<int64_t> v = lake::ParseTimestamp(text)) {
+          p->i = *v;
+          return true;
+        }
+        break;
+      default:
+        break;
+    }
+    p->scratch = Column(type);
+    if (!AppendParsed(text, type, &p->scratch)) return false;
+    if (type == Type::kDouble) {
+      p->d = p->scratch.GetDouble(0);
+    } else {
+      p->i = p->scratch.GetInt(0);
+    }
+    return true;
+  }
+
   Status RejectValue(const lake::CsvRecord& r, size_t f, std::string_view text) {
     const Type type = builder_->schema().fields[f].type;
     return builder_->Reject(r.line, r.raw,
                             "column '" + builder_->schema().fields[f].name + "': cannot parse '" +
                                 Shorten(text, 40) + "' as " + std::string(lake::TypeName(type)));
   }
-
-  struct Parsed {
-    bool null = false;
-    std::string_view text;
-    int64_t i = 0;
-    double d = 0;
-    Column scratch{Type::kInt64};
-  };
 
   BatchBuilder* builder_;
   lake::CsvTokenizer tokenizer_;
