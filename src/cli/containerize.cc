@@ -296,7 +296,9 @@ StatusOr<ContainerizeResult> Containerize(const ContainerizeOptions& options) {
   // The config: one more diff_id (an uncompressed layer's digest is its diff_id), history, the
   // command that serves the baked-in repository, and labels naming the model.
   config["rootfs"]["diff_ids"].push_back(layer.digest.str());
-  const std::string created = config.value("created", std::string("1970-01-01T00:00:00Z"));
+  const std::string created = config.contains("created") && config["created"].is_string()
+                                  ? config["created"].get<std::string>()
+                                  : std::string("1970-01-01T00:00:00Z");
   if (!config.contains("history") || !config["history"].is_array())
     config["history"] = Json::array();
   config["history"].push_back({{"created", created},
