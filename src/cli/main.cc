@@ -27,7 +27,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
 
   std::vector<cli::Command> commands = {cli::AddServeCommand(app), cli::AddModelCommand(app),
-                                        cli::AddVersionCommand(app)};
+                                        cli::AddQueueCommand(app), cli::AddVersionCommand(app)};
   commands.push_back(cli::AddHubCommand(app));
 
   commands.push_back(cli::AddPipelineCommand(app));
