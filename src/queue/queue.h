@@ -1,8 +1,8 @@
 // Queue: the durable insight queue between `serve` (producers) and `worker` (consumers).
 //
 // One interface, two backends, chosen by URL in QueueOptions::url:
-//   file:///var/lib/edgeloop/queue          embedded: SQLite in WAL mode, group commit, one
-//                                           process at a time (an flock on the folder)
+//   file:///var/lib/edgeloop/queue          embedded: SQLite in WAL mode, group commit; several
+//                                           processes on one box may open it (worker + CLI)
 //   redis://127.0.0.1:6379/insights         scale-out: Redis Streams with a consumer group, shared
 //                                           by many processes and hosts
 // docs/queue.md describes the semantics, the on-disk format and the Redis key layout.
@@ -207,8 +207,8 @@ class Queue {
   // one, `Append({event})` would quietly pick it.)
   Status AppendOne(Event event);
 
-  // Leases up to `max` visible events to `consumer` for `visibility` (0: default_visibility),
-  // oldest first, higher priority first. If none is visible, waits up to `wait` (real time) for
+  // Leases up to `max` visible events to `consumer` for `visibility` (0: default_visibility):
+  // embedded, higher priority first, then oldest first; Redis, in append order. If none is visible, waits up to `wait` (real time) for
   // one to be appended, then returns what it has (possibly nothing). Expired leases found on the
   // way count as failed attempts (dead-lettering events that used max_attempts).
   // (Inside Queue the name Lease is this method; the struct is queue::Lease.)
