@@ -208,10 +208,10 @@ class Queue {
   Status AppendOne(Event event);
 
   // Leases up to `max` visible events to `consumer` for `visibility` (0: default_visibility):
-  // embedded, higher priority first, then oldest first; Redis, in append order. If none is visible, waits up to `wait` (real time) for
-  // one to be appended, then returns what it has (possibly nothing). Expired leases found on the
-  // way count as failed attempts (dead-lettering events that used max_attempts).
-  // (Inside Queue the name Lease is this method; the struct is queue::Lease.)
+  // embedded, higher priority first, then oldest first; Redis, in append order. If none is visible,
+  // waits up to `wait` (real time) for one to be appended, then returns what it has (possibly
+  // nothing). Expired leases found on the way count as failed attempts (dead-lettering events that
+  // used max_attempts). (Inside Queue the name Lease is this method; the struct is queue::Lease.)
   virtual StatusOr<std::vector<queue::Lease>> Lease(std::string_view consumer, int max,
                                                     std::chrono::milliseconds visibility,
                                                     std::chrono::milliseconds wait = {}) = 0;
