@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   std::vector<cli::Command> commands = {cli::AddServeCommand(app), cli::AddModelCommand(app),
                                         cli::AddQueueCommand(app), cli::AddVersionCommand(app)};
   commands.push_back(cli::AddHubCommand(app));
+  commands.push_back(cli::AddWorkerCommand(app));
 
   commands.push_back(cli::AddPipelineCommand(app));
   commands.push_back(cli::AddLakeCommand(app));

@@ -88,6 +88,25 @@ Command AddServeCommand(CLI::App& root) {
                   "(without it, that API is open on loopback and closed otherwise)")
       ->envname("EDGELOOP_API_TOKEN_FILE")
       ->check(CLI::ExistingFile);
+  serving::InsightOptions& insights = options->insights;
+  auto threshold = std::make_shared<double>(-1);
+  app->add_option("--queue", insights.queue_url,
+                  "Emit insight events to this queue: file:///dir or redis://host:port/stream "
+                  "(off when empty)");
+  app->add_option("--site", insights.site, "Site name carried by every insight event")
+      ->capture_default_str();
+  app->add_option("--sample-rate", insights.sample_rate,
+                  "Fraction of normal predictions emitted as events (anomalies always are)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  app->add_option("--anomaly-threshold", *threshold,
+                  "Without an `anomaly` output: a row is an anomaly when its `score` or "
+                  "`probability` output is at least this (negative: off)")
+      ->capture_default_str();
+  app->add_option("--insight-buffer", insights.capacity,
+                  "Events held in memory while the queue is slow or unreachable")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{10'000'000}));
   app->add_option("--drain-timeout-ms", *drain_ms,
                   "On SIGTERM, how long in-flight requests may take to finish")
       ->capture_default_str()
@@ -105,6 +124,7 @@ Command AddServeCommand(CLI::App& root) {
             options->http.header_timeout = std::chrono::milliseconds(*header_ms);
             options->http.body_timeout = std::chrono::milliseconds(*body_ms);
             options->http.idle_timeout = std::chrono::milliseconds(*idle_ms);
+            if (*threshold >= 0) options->insights.threshold = *threshold;
             if (!token_file->empty()) {
               auto token = ReadToken(*token_file);
               if (!token.ok()) {
