@@ -24,6 +24,7 @@ Command AddQueueCommand(CLI::App& root);
 Command AddPipelineCommand(CLI::App& root);
 Command AddLakeCommand(CLI::App& root);
 Command AddHubCommand(CLI::App& root);
+Command AddTrainCommand(CLI::App& root);
 
 }  // namespace edgeloop::cli
 

@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
 
   commands.push_back(cli::AddPipelineCommand(app));
   commands.push_back(cli::AddLakeCommand(app));
+  commands.push_back(cli::AddTrainCommand(app));
 
   try {
     app.parse(argc, argv);

@@ -47,14 +47,13 @@ class DetectorModel : public TabularModel {
     const double position = (1 - spec_->contamination) * static_cast<double>(scores.size() - 1);
     const size_t below = static_cast<size_t>(std::floor(position));
     const size_t above = std::min(below + 1, scores.size() - 1);
-    threshold_ = scores[below] + (position - static_cast<double>(below)) *
-                                     (scores[above] - scores[below]);
+    threshold_ =
+        scores[below] + (position - static_cast<double>(below)) * (scores[above] - scores[below]);
     return threshold_;
   }
   double threshold() const override { return threshold_; }
   std::string ThresholdRule() const override {
-    return spec_ != nullptr && spec_->threshold_rule == "fixed" ? "fixed"
-                                                                : "training_quantile";
+    return spec_ != nullptr && spec_->threshold_rule == "fixed" ? "fixed" : "training_quantile";
   }
   void set_threshold(double t) { threshold_ = t; }
 
@@ -123,8 +122,7 @@ StatusOr<std::unique_ptr<TabularModel>> FitDetectorModel(const TabularTask& task
 }
 
 StatusOr<std::unique_ptr<TabularModel>> LoadDetectorChampion(const std::string& bytes,
-                                                             double threshold,
-                                                             FeaturePlan plan) {
+                                                             double threshold, FeaturePlan plan) {
   ASSIGN_OR_RETURN(std::unique_ptr<anomaly::TabularDetector> detector,
                    anomaly::LoadTabularDetector(bytes));
   auto model = std::make_unique<DetectorModel>(nullptr, std::move(detector),

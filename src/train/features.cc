@@ -111,8 +111,8 @@ std::vector<float> EncodeRows(const RawTable& table, std::span<const int64_t> ro
     }
     std::unordered_map<std::string_view, int64_t> index;
     for (size_t k = 0; k < c.categories.size(); ++k) index.emplace(c.categories[k], k);
-    const int64_t span = c.kind == EncodingKind::kOneHot ? static_cast<int64_t>(c.categories.size())
-                                                        : 1;
+    const int64_t span =
+        c.kind == EncodingKind::kOneHot ? static_cast<int64_t>(c.categories.size()) : 1;
     for (size_t i = 0; i < rows.size(); ++i) {
       float* out = &matrix[i * width + offset];
       const int64_t row = rows[i];
@@ -192,10 +192,10 @@ Json FeatureStatistics(std::span<const float> matrix, int64_t rows, int64_t widt
     const float v = matrix[i * width + feature];
     if (!std::isnan(v)) present.push_back(v);
   }
-  Json stats = {{"count", rows},
-                {"missing_rate", rows == 0 ? 0.0
-                                           : static_cast<double>(rows - present.size()) /
-                                                 static_cast<double>(rows)}};
+  Json stats = {
+      {"count", rows},
+      {"missing_rate",
+       rows == 0 ? 0.0 : static_cast<double>(rows - present.size()) / static_cast<double>(rows)}};
   if (present.empty()) return stats;
   double sum = 0;
   for (float v : present) sum += v;
@@ -254,9 +254,9 @@ Json ReferenceStatistics(std::span<const float> matrix, int64_t rows,
     }
     Json frequencies = Json::object();
     for (const auto& [value, count] : counts) {
-      frequencies[value] = table_rows.empty() ? 0.0
-                                              : static_cast<double>(count) /
-                                                    static_cast<double>(table_rows.size());
+      frequencies[value] =
+          table_rows.empty() ? 0.0
+                             : static_cast<double>(count) / static_cast<double>(table_rows.size());
     }
     categorical[c.column] = frequencies;
   }

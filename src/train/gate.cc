@@ -7,7 +7,7 @@ namespace edgeloop::train {
 namespace {
 
 const std::set<std::string>& KnownMetrics() {
-  static const std::set<std::string> known = {"roc_auc", "pr_auc", "accuracy", "f1",  "precision",
+  static const std::set<std::string> known = {"roc_auc", "pr_auc", "accuracy", "f1",   "precision",
                                               "recall",  "r2",     "log_loss", "rmse", "mae"};
   return known;
 }
@@ -36,7 +36,8 @@ Status CheckGateMetric(const std::string& metric) {
 nlohmann::json GateResult::ToJson() const {
   nlohmann::json list = nlohmann::json::array();
   for (const GateCheck& c : checks) {
-    list.push_back({{"check", c.name}, {"value", c.value}, {"bound", c.bound}, {"passed", c.passed}});
+    list.push_back(
+        {{"check", c.name}, {"value", c.value}, {"bound", c.bound}, {"passed", c.passed}});
   }
   return {{"passed", passed}, {"checks", list}, {"failures", failures}};
 }
@@ -57,8 +58,8 @@ GateResult EvaluateGate(const GateConfig& config, const Evaluation& challenger,
     const bool larger = LargerIsBetter(metric);
     const bool ok = larger ? it->second >= floor : it->second <= floor;
     add("floor " + metric, it->second, floor, ok,
-        metric + " " + Number(it->second) + (larger ? " is below the floor " : " is above the floor ") +
-            Number(floor));
+        metric + " " + Number(it->second) +
+            (larger ? " is below the floor " : " is above the floor ") + Number(floor));
   }
   if (champion.has_value()) {
     const std::string& metric = config.metric;

@@ -76,8 +76,8 @@ StatusOr<TableRead> ReadLakeTable(
         available += (available.empty() ? "" : ", ") + f.name;
       }
       return InvalidArgumentError("missing column '" + name + "' in table '" + table +
-                                  "' at snapshot " + std::to_string(pinned) + " (columns: " +
-                                  available + ")");
+                                  "' at snapshot " + std::to_string(pinned) +
+                                  " (columns: " + available + ")");
     }
     if (kind == RawColumn::Kind::kNumber && field->type == lake::Type::kString) {
       return InvalidArgumentError("column '" + name +

@@ -15,7 +15,7 @@ namespace edgeloop::train {
 
 struct TableRead {
   RawTable table;
-  int64_t snapshot = 0;        // the snapshot read (the latest when none was asked for)
+  int64_t snapshot = 0;       // the snapshot read (the latest when none was asked for)
   std::string snapshot_time;  // RFC 3339
 };
 
@@ -26,9 +26,9 @@ struct TableRead {
 //  - kTime: timestamp (microseconds), date (midnight UTC) or int64 columns.
 // kInvalidArgument names a column the table lacks (with the table's columns); kNotFound for an
 // unknown table or snapshot.
-StatusOr<TableRead> ReadLakeTable(lake::Lake& lake, const std::string& table,
-                                  std::optional<int64_t> snapshot,
-                                  const std::vector<std::pair<std::string, RawColumn::Kind>>& columns);
+StatusOr<TableRead> ReadLakeTable(
+    lake::Lake& lake, const std::string& table, std::optional<int64_t> snapshot,
+    const std::vector<std::pair<std::string, RawColumn::Kind>>& columns);
 
 }  // namespace edgeloop::train
 

@@ -86,7 +86,8 @@ TEST(LakeSourceTest, ClearErrors) {
   auto lake = lake::Lake::Open(dir.path() / "lake", {}, true);
   ASSERT_TRUE(lake.ok());
   ASSERT_TRUE((*lake)->CreateTable("readings", TestSchema(), {}).ok());
-  auto missing = ReadLakeTable(**lake, "readings", std::nullopt, {{"pressure", RawColumn::Kind::kNumber}});
+  auto missing =
+      ReadLakeTable(**lake, "readings", std::nullopt, {{"pressure", RawColumn::Kind::kNumber}});
   EXPECT_EQ(missing.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(missing.status().message().find("missing column 'pressure'"), std::string::npos);
   EXPECT_NE(missing.status().message().find("temp, count"), std::string::npos);
@@ -95,11 +96,13 @@ TEST(LakeSourceTest, ClearErrors) {
   EXPECT_FALSE(ReadLakeTable(**lake, "nope", std::nullopt, {}).ok());
 
   // An empty snapshot reads as zero rows, and training refuses it clearly.
-  auto empty = ReadLakeTable(**lake, "readings", std::nullopt,
-                             {{"temp", RawColumn::Kind::kNumber}, {"failed", RawColumn::Kind::kNumber}});
+  auto empty =
+      ReadLakeTable(**lake, "readings", std::nullopt,
+                    {{"temp", RawColumn::Kind::kNumber}, {"failed", RawColumn::Kind::kNumber}});
   ASSERT_TRUE(empty.ok()) << empty.status();
   EXPECT_EQ(empty->table.num_rows, 0);
-  auto spec = ParseTrainSpec("name: m\ntable: readings\ntask: binary\nlabel: failed\nfeatures: [temp]\n");
+  auto spec =
+      ParseTrainSpec("name: m\ntable: readings\ntask: binary\nlabel: failed\nfeatures: [temp]\n");
   ASSERT_TRUE(spec.ok());
   auto result = TrainOnTable(*spec, empty->table, {"lake", "readings", empty->snapshot, "", ""},
                              {dir.path() / "out", std::nullopt, "", nullptr});

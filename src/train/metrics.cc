@@ -25,7 +25,8 @@ std::optional<double> RocAuc(std::span<const double> labels, std::span<const dou
   const size_t n = scores.size();
   std::vector<int64_t> order(n);
   std::iota(order.begin(), order.end(), 0);
-  std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return scores[a] < scores[b]; });
+  std::sort(order.begin(), order.end(),
+            [&](int64_t a, int64_t b) { return scores[a] < scores[b]; });
   double positive_rank_sum = 0;
   int64_t positives = 0;
   for (size_t i = 0; i < n;) {

@@ -88,8 +88,7 @@ TEST(MetricsTest, ThresholdMaximisesF1AndPrefersTheHigherOnTies) {
   const std::vector<double> exact_tie_scores = {0.9, 0.5, 0.5, 0.2};
   // t=0.9: 2/(1+2)=0.667; t=0.5: 4/(3+2)=0.8; t=0.2: 4/(4+2)=0.667 -> 0.5.
   EXPECT_DOUBLE_EQ(ChooseThresholdMaxF1(exact_tie_labels, exact_tie_scores), 0.5);
-  EXPECT_DOUBLE_EQ(ChooseThresholdMaxF1(std::vector<double>{0, 0}, std::vector<double>{1, 2}),
-                   0.5);
+  EXPECT_DOUBLE_EQ(ChooseThresholdMaxF1(std::vector<double>{0, 0}, std::vector<double>{1, 2}), 0.5);
 }
 
 }  // namespace

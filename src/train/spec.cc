@@ -77,8 +77,8 @@ StatusOr<Task> ParseTask(const std::string& text) {
 }
 
 Status ParseSplit(const YAML::Node& node, TrainSpec* spec) {
-  RETURN_IF_ERROR(CheckKeys(node, "split",
-                            {"method", "seed", "validation", "test", "time_column", "group_column"}));
+  RETURN_IF_ERROR(CheckKeys(
+      node, "split", {"method", "seed", "validation", "test", "time_column", "group_column"}));
   if (node["method"]) {
     ASSIGN_OR_RETURN(std::string method, Str(node["method"], "split.method"));
     if (method == "random") {
@@ -120,9 +120,9 @@ Status ParseSplit(const YAML::Node& node, TrainSpec* spec) {
 }
 
 Status ParseTrainer(const YAML::Node& node, TrainSpec* spec) {
-  RETURN_IF_ERROR(CheckKeys(node, "trainer",
-                            {"rounds", "early_stopping_rounds", "params", "importance_type",
-                             "contamination"}));
+  RETURN_IF_ERROR(
+      CheckKeys(node, "trainer",
+                {"rounds", "early_stopping_rounds", "params", "importance_type", "contamination"}));
   if (node["rounds"]) {
     ASSIGN_OR_RETURN(int64_t rounds, Int(node["rounds"], "trainer.rounds"));
     if (rounds < 1 || rounds > 100000) {
@@ -190,10 +190,10 @@ Status ParseGate(const YAML::Node& node, TrainSpec* spec) {
 
 StatusOr<TrainSpec> Parse(const YAML::Node& root) {
   if (!root.IsMap()) return InvalidArgumentError("the spec must be a YAML mapping");
-  RETURN_IF_ERROR(CheckKeys(root, "",
-                            {"name", "version", "lake", "table", "snapshot", "task", "label",
-                             "features", "categorical", "split", "slice_column", "threshold",
-                             "trainer", "gate"}));
+  RETURN_IF_ERROR(
+      CheckKeys(root, "",
+                {"name", "version", "lake", "table", "snapshot", "task", "label", "features",
+                 "categorical", "split", "slice_column", "threshold", "trainer", "gate"}));
   TrainSpec spec;
   for (const char* required : {"name", "table", "task", "features"}) {
     if (!root[required]) return InvalidArgumentError(std::string("'") + required + "' is required");

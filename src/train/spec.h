@@ -44,7 +44,7 @@ namespace edgeloop::train {
 
 enum class Task { kBinary, kMulticlass, kRegression, kIsolationForest, kEcod };
 std::string_view TaskName(Task task);  // "binary", ...
-bool IsSupervised(Task task);           // binary, multiclass, regression
+bool IsSupervised(Task task);          // binary, multiclass, regression
 
 enum class SplitMethod { kRandom, kTime, kGroup };
 

@@ -195,7 +195,8 @@ StatusOr<std::unique_ptr<TabularModel>> FitModel(const TabularTask& task, const 
   } catch (const std::exception&) {
     return InvalidArgumentError("trainer.params.nthread must be an integer");
   }
-  ASSIGN_OR_RETURN(std::unique_ptr<Booster> booster, Booster::FromJson(trained.model_json, threads));
+  ASSIGN_OR_RETURN(std::unique_ptr<Booster> booster,
+                   Booster::FromJson(trained.model_json, threads));
   std::string bytes = trained.model_json;
   return std::unique_ptr<TabularModel>(new XgboostModel(task, std::move(bytes), std::move(booster),
                                                         options.params, std::move(trained)));
@@ -248,6 +249,28 @@ StatusOr<std::unique_ptr<TabularModel>> LoadChampion(const fs::path& dir, const 
   model->set_threshold(threshold);
   model->set_plan(std::move(plan));
   return std::unique_ptr<TabularModel>(std::move(model));
+}
+
+StatusOr<std::vector<std::pair<std::string, RawColumn::Kind>>> ChampionColumns(
+    const fs::path& dir) {
+  ASSIGN_OR_RETURN(inference::ModelConfig config, inference::LoadModelConfig(dir, "champion", 1));
+  std::vector<std::pair<std::string, RawColumn::Kind>> columns;
+  if (fs::exists(dir / "card.json")) {
+    ASSIGN_OR_RETURN(std::string text, ReadFile(dir / "card.json"));
+    const Json card = Json::parse(text, nullptr, false);
+    if (card.is_object() && card.contains("encoding")) {
+      ASSIGN_OR_RETURN(FeaturePlan plan, PlanFromJson(card["encoding"]));
+      for (const ColumnEncoding& c : plan.columns) {
+        columns.emplace_back(c.column, c.kind == EncodingKind::kNone ? RawColumn::Kind::kNumber
+                                                                     : RawColumn::Kind::kText);
+      }
+      return columns;
+    }
+  }
+  for (const std::string& name : config.feature_names) {
+    columns.emplace_back(name, RawColumn::Kind::kNumber);
+  }
+  return columns;
 }
 
 Json EvaluateScores(const TabularTask& task, const std::vector<float>& labels_f,

@@ -48,8 +48,9 @@ StatusOr<Labels> ReadLabels(const TrainSpec& spec, const RawTable& table) {
     }
     labels.classes.assign(names.begin(), names.end());
     if (all_integers) {
-      std::sort(labels.classes.begin(), labels.classes.end(),
-                [](const std::string& a, const std::string& b) { return std::stoll(a) < std::stoll(b); });
+      std::sort(
+          labels.classes.begin(), labels.classes.end(),
+          [](const std::string& a, const std::string& b) { return std::stoll(a) < std::stoll(b); });
     }
     std::map<std::string, int> index;
     for (size_t k = 0; k < labels.classes.size(); ++k) index[labels.classes[k]] = k;
@@ -73,7 +74,8 @@ StatusOr<Labels> ReadLabels(const TrainSpec& spec, const RawTable& table) {
         if (labels.present[i] && labels.values[i] != 0 && labels.values[i] != 1) {
           char value[32];
           std::snprintf(value, sizeof(value), "%g", labels.values[i]);
-          return InvalidArgumentError("label '" + spec.label + "' must be 0 or 1 (or a bool) for a " +
+          return InvalidArgumentError("label '" + spec.label +
+                                      "' must be 0 or 1 (or a bool) for a " +
                                       std::string(TaskName(spec.task)) + " task, found " + value);
         }
       }
@@ -87,11 +89,11 @@ StatusOr<Labels> ReadLabels(const TrainSpec& spec, const RawTable& table) {
       if (labels.present[i]) distinct.insert(labels.values[i]);
     }
     if (distinct.size() < 2) {
-      return InvalidArgumentError("label '" + spec.label + "' has only one class" +
-                                  (distinct.empty() ? std::string()
-                                                    : " (" + labels.classes[static_cast<int>(
-                                                                 *distinct.begin())] + ")") +
-                                  " in the snapshot; a classifier needs at least two");
+      return InvalidArgumentError(
+          "label '" + spec.label + "' has only one class" +
+          (distinct.empty() ? std::string()
+                            : " (" + labels.classes[static_cast<int>(*distinct.begin())] + ")") +
+          " in the snapshot; a classifier needs at least two");
     }
   }
   return labels;
@@ -204,9 +206,11 @@ std::vector<std::pair<std::string, RawColumn::Kind>> RequiredColumns(const Train
     if (!name.empty() && seen.insert(name).second) columns.emplace_back(name, kind);
   };
   for (const std::string& feature : spec.features) {
-    add(feature, spec.categorical.count(feature) ? RawColumn::Kind::kText : RawColumn::Kind::kNumber);
+    add(feature,
+        spec.categorical.count(feature) ? RawColumn::Kind::kText : RawColumn::Kind::kNumber);
   }
-  add(spec.label, spec.task == Task::kMulticlass ? RawColumn::Kind::kText : RawColumn::Kind::kNumber);
+  add(spec.label,
+      spec.task == Task::kMulticlass ? RawColumn::Kind::kText : RawColumn::Kind::kNumber);
   add(spec.time_column, RawColumn::Kind::kTime);
   add(spec.group_column, RawColumn::Kind::kText);
   add(spec.slice_column, RawColumn::Kind::kText);
@@ -291,8 +295,8 @@ StatusOr<TrainResult> TrainOnTable(const TrainSpec& spec, const RawTable& table,
   if (has_label) {
     test_metrics = EvaluateScores(task, y_test, test_scores, threshold);
     valid_metrics = EvaluateScores(task, y_valid, valid_scores, threshold);
-    evaluation = ToEvaluation(task, y_test, test_scores, threshold, spec.slice_column,
-                              slice_values, &test_metrics);
+    evaluation = ToEvaluation(task, y_test, test_scores, threshold, spec.slice_column, slice_values,
+                              &test_metrics);
   }
 
   // Champion and gate.
@@ -311,9 +315,8 @@ StatusOr<TrainResult> TrainOnTable(const TrainSpec& spec, const RawTable& table,
                                    champion_plan.num_features(), y_test.data()};
     ASSIGN_OR_RETURN(std::vector<double> champion_scores, champion->Score(champion_view));
     Json champion_metrics;
-    champion_evaluation =
-        ToEvaluation(task, y_test, champion_scores, champion->threshold(), spec.slice_column,
-                     slice_values, &champion_metrics);
+    champion_evaluation = ToEvaluation(task, y_test, champion_scores, champion->threshold(),
+                                       spec.slice_column, slice_values, &champion_metrics);
     Json overall = EvaluateScores(task, y_test, champion_scores, champion->threshold());
     if (champion_metrics.contains("slices")) overall["slices"] = champion_metrics["slices"];
     champion_json = {{"reference", options.champion->reference}, {"metrics", overall}};
@@ -336,9 +339,8 @@ StatusOr<TrainResult> TrainOnTable(const TrainSpec& spec, const RawTable& table,
   // The model folder.
   ASSIGN_OR_RETURN(ModelFiles files, model->Files(feature_names));
   const std::string version =
-      spec.version.empty()
-          ? std::to_string(lineage.snapshot) + "-" + Hex12(files.model_bytes)
-          : spec.version;
+      spec.version.empty() ? std::to_string(lineage.snapshot) + "-" + Hex12(files.model_bytes)
+                           : spec.version;
   Json card;
   card["name"] = spec.name;
   card["version"] = version;
@@ -359,10 +361,11 @@ StatusOr<TrainResult> TrainOnTable(const TrainSpec& spec, const RawTable& table,
                      {"seed", spec.split_seed},
                      {"validation", spec.fractions.validation},
                      {"test", spec.fractions.test},
-                     {"rows", {{"train", split.train.size()},
-                               {"validation", split.validation.size()},
-                               {"test", split.test.size()},
-                               {"without_label", dropped}}}};
+                     {"rows",
+                      {{"train", split.train.size()},
+                       {"validation", split.validation.size()},
+                       {"test", split.test.size()},
+                       {"without_label", dropped}}}};
   if (!spec.time_column.empty()) split_json["time_column"] = spec.time_column;
   if (!spec.group_column.empty()) split_json["group_column"] = spec.group_column;
   if (split.test_start) split_json["test_start_us"] = *split.test_start;
@@ -379,9 +382,8 @@ StatusOr<TrainResult> TrainOnTable(const TrainSpec& spec, const RawTable& table,
   }
   ASSIGN_OR_RETURN(Json importance, model->FeatureImportance(feature_names));
   if (!importance.is_null()) card["feature_importance"] = importance;
-  card["reference_statistics"] =
-      ReferenceStatistics(x_train, static_cast<int64_t>(split.train.size()), feature_names, table,
-                          split.train, plan);
+  card["reference_statistics"] = ReferenceStatistics(
+      x_train, static_cast<int64_t>(split.train.size()), feature_names, table, split.train, plan);
   if (!gate_json.is_null()) card["gate"] = gate_json;
 
   std::map<std::string, std::string> dir_files;
@@ -389,20 +391,17 @@ StatusOr<TrainResult> TrainOnTable(const TrainSpec& spec, const RawTable& table,
   dir_files["model.yaml"] = files.model_yaml + FeatureNamesYaml(feature_names);
   dir_files["card.json"] = card.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n";
   // The folder must load as a servable model before it is written.
-  RETURN_IF_ERROR(inference::ParseModelConfig(dir_files["model.yaml"], spec.name, 1,
-                                              options.out_dir)
-                      .status()
-                      .WithContext("generated model.yaml"));
+  RETURN_IF_ERROR(
+      inference::ParseModelConfig(dir_files["model.yaml"], spec.name, 1, options.out_dir)
+          .status()
+          .WithContext("generated model.yaml"));
   RETURN_IF_ERROR(WriteModelDir(options.out_dir, dir_files));
 
   result.out_dir = options.out_dir;
   result.card = card;
-  result.summary = {{"name", spec.name},
-                    {"version", version},
-                    {"task", TaskName(spec.task)},
-                    {"out", options.out_dir.string()},
-                    {"lineage", card["lineage"]},
-                    {"rows", split_json["rows"]},
+  result.summary = {{"name", spec.name},           {"version", version},
+                    {"task", TaskName(spec.task)}, {"out", options.out_dir.string()},
+                    {"lineage", card["lineage"]},  {"rows", split_json["rows"]},
                     {"training", card["training"]}};
   if (has_label) result.summary["metrics"] = card["metrics"];
   if (card.contains("threshold")) result.summary["threshold"] = card["threshold"];

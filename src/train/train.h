@@ -57,8 +57,8 @@ struct TrainOptions {
 
 struct TrainResult {
   std::filesystem::path out_dir;
-  nlohmann::json card;     // what card.json holds
-  nlohmann::json summary;  // for --json: name, version, metrics, gate, rows, paths
+  nlohmann::json card;      // what card.json holds
+  nlohmann::json summary;   // for --json: name, version, metrics, gate, rows, paths
   bool gate_passed = true;  // true without a gate section and without a champion
 };
 
@@ -68,6 +68,11 @@ struct TrainResult {
 // empty. kAlreadyExists when out_dir exists and is not empty.
 StatusOr<TrainResult> TrainOnTable(const TrainSpec& spec, const RawTable& table,
                                    const Lineage& lineage, const TrainOptions& options);
+
+// The columns a champion folder's model reads (its card's encoding, else its feature_names as
+// numbers), to be read along with RequiredColumns.
+StatusOr<std::vector<std::pair<std::string, RawColumn::Kind>>> ChampionColumns(
+    const std::filesystem::path& dir);
 
 // The columns TrainOnTable needs from the table, and how to read each.
 std::vector<std::pair<std::string, RawColumn::Kind>> RequiredColumns(const TrainSpec& spec);

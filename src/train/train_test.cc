@@ -150,9 +150,9 @@ TEST(TrainTest, ReportedMetricsMatchTheSavedModelsPredictions) {
   auto booster = Booster::FromJson(Read(dir.path() / "m" / "model.json"), 1);
   ASSERT_TRUE(booster.ok());
   int per_row = 0;
-  auto p = (*booster)->Predict({x.data(), static_cast<int64_t>(split->test.size()),
-                                plan->num_features(), nullptr},
-                               &per_row);
+  auto p = (*booster)->Predict(
+      {x.data(), static_cast<int64_t>(split->test.size()), plan->num_features(), nullptr},
+      &per_row);
   ASSERT_TRUE(p.ok());
   std::vector<double> y;
   for (int64_t r : split->test) y.push_back(table.Find("y")->numbers[r]);
@@ -181,8 +181,7 @@ TEST(TrainTest, ClearErrorsForUnusableData) {
 
   TrainSpec missing = BinarySpec();
   missing.features.push_back("pressure");
-  EXPECT_NE(error(missing, MakeTable(500, 1)).find("missing column 'pressure'"),
-            std::string::npos);
+  EXPECT_NE(error(missing, MakeTable(500, 1)).find("missing column 'pressure'"), std::string::npos);
 
   RawTable bad_label = MakeTable(500, 1);
   bad_label.columns[7].numbers[5] = 2;
@@ -206,21 +205,21 @@ TEST(TrainTest, GateComparesWithTheChampionOnTheSameTestRows) {
   weak.rounds = 2;
   weak.params["max_depth"] = "1";
   weak.has_gate = false;
-  ASSERT_TRUE(TrainOnTable(weak, table, TestLineage(),
-                           {dir.path() / "weak", std::nullopt, "test", nullptr})
-                  .ok());
+  ASSERT_TRUE(
+      TrainOnTable(weak, table, TestLineage(), {dir.path() / "weak", std::nullopt, "test", nullptr})
+          .ok());
   // Better challenger: promoted.
-  auto better = TrainOnTable(BinarySpec(), table, TestLineage(),
-                             {dir.path() / "strong", ChampionSource{dir.path() / "weak", "weak", ""},
-                              "test", nullptr});
+  auto better = TrainOnTable(
+      BinarySpec(), table, TestLineage(),
+      {dir.path() / "strong", ChampionSource{dir.path() / "weak", "weak", ""}, "test", nullptr});
   ASSERT_TRUE(better.ok()) << better.status();
   EXPECT_TRUE(better->gate_passed) << better->card["gate"].dump();
   EXPECT_TRUE(better->card["gate"]["champion"]["metrics"].contains("roc_auc"));
 
   // Worse challenger against the strong champion: refused.
-  auto worse = TrainOnTable(weak, table, TestLineage(),
-                            {dir.path() / "worse", ChampionSource{dir.path() / "strong", "strong", ""},
-                             "test", nullptr});
+  auto worse = TrainOnTable(
+      weak, table, TestLineage(),
+      {dir.path() / "worse", ChampionSource{dir.path() / "strong", "strong", ""}, "test", nullptr});
   ASSERT_TRUE(worse.ok()) << worse.status();
   EXPECT_FALSE(worse->gate_passed);
   EXPECT_FALSE(worse->card["gate"]["passed"].get<bool>());
@@ -239,9 +238,10 @@ TEST(TrainTest, SliceRegressionIsRefusedEvenWhenOverallImproves) {
                   .ok());
   TrainSpec challenger = BinarySpec();
   challenger.features = {"f0", "f1", "f2", "site"};
-  auto result = TrainOnTable(challenger, table, TestLineage(),
-                             {dir.path() / "challenger",
-                              ChampionSource{dir.path() / "champion", "champion", ""}, "t", nullptr});
+  auto result =
+      TrainOnTable(challenger, table, TestLineage(),
+                   {dir.path() / "challenger",
+                    ChampionSource{dir.path() / "champion", "champion", ""}, "t", nullptr});
   ASSERT_TRUE(result.ok()) << result.status();
   const Json& gate = result->card["gate"];
   EXPECT_FALSE(result->gate_passed) << gate.dump();
@@ -259,8 +259,8 @@ TEST(TrainTest, TimeAndGroupSplitsAreRecorded) {
   TrainSpec spec = BinarySpec();
   spec.split_method = SplitMethod::kTime;
   spec.time_column = "ts";
-  auto result =
-      TrainOnTable(spec, MakeTable(2000, 6), TestLineage(), {dir.path() / "t", std::nullopt, "t", nullptr});
+  auto result = TrainOnTable(spec, MakeTable(2000, 6), TestLineage(),
+                             {dir.path() / "t", std::nullopt, "t", nullptr});
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_EQ(result->card["split"]["method"], "time");
   EXPECT_EQ(result->card["split"]["test_start_us"], 1700 * 1'000'000LL);
@@ -268,8 +268,8 @@ TEST(TrainTest, TimeAndGroupSplitsAreRecorded) {
   spec = BinarySpec();
   spec.split_method = SplitMethod::kGroup;
   spec.group_column = "machine";
-  result =
-      TrainOnTable(spec, MakeTable(2000, 6), TestLineage(), {dir.path() / "g", std::nullopt, "t", nullptr});
+  result = TrainOnTable(spec, MakeTable(2000, 6), TestLineage(),
+                        {dir.path() / "g", std::nullopt, "t", nullptr});
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_EQ(result->card["split"]["group_column"], "machine");
 }

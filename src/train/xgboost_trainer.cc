@@ -22,15 +22,13 @@ class DMatrix {
   }
   static StatusOr<std::unique_ptr<DMatrix>> Create(const MatrixView& view, int nthread) {
     auto matrix = std::unique_ptr<DMatrix>(new DMatrix());
-    if (XGDMatrixCreateFromMat_omp(view.data, static_cast<bst_ulong>(view.rows),
-                                   static_cast<bst_ulong>(view.cols),
-                                   std::numeric_limits<float>::quiet_NaN(), &matrix->handle_,
-                                   nthread) != 0) {
+    if (XGDMatrixCreateFromMat_omp(
+            view.data, static_cast<bst_ulong>(view.rows), static_cast<bst_ulong>(view.cols),
+            std::numeric_limits<float>::quiet_NaN(), &matrix->handle_, nthread) != 0) {
       return XgbError("creating a matrix");
     }
-    if (view.labels != nullptr &&
-        XGDMatrixSetFloatInfo(matrix->handle_, "label", view.labels,
-                              static_cast<bst_ulong>(view.rows)) != 0) {
+    if (view.labels != nullptr && XGDMatrixSetFloatInfo(matrix->handle_, "label", view.labels,
+                                                        static_cast<bst_ulong>(view.rows)) != 0) {
       return XgbError("setting labels");
     }
     return matrix;
@@ -167,8 +165,7 @@ StatusOr<std::vector<double>> Booster::Predict(const MatrixView& matrix,
   const bst_ulong* shape = nullptr;
   bst_ulong dim = 0;
   const float* values = nullptr;
-  if (XGBoosterPredictFromDMatrix(handle_, dmatrix->handle(), config, &shape, &dim, &values) !=
-      0) {
+  if (XGBoosterPredictFromDMatrix(handle_, dmatrix->handle(), config, &shape, &dim, &values) != 0) {
     return XgbError("prediction");
   }
   bst_ulong total = 1;
