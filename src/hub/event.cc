@@ -23,12 +23,22 @@ int Digits(std::string_view text, size_t pos, size_t count) {
   return value;
 }
 
+bool HasControl(std::string_view text) {
+  for (char c : text) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return true;
+  }
+  return false;
+}
+
 // A short text field: a string, or a number (versions are often numbers).
 Status ShortText(dom::element value, std::string_view name, std::string* out) {
   std::string_view text;
   if (value.get_string().get(text) == simdjson::SUCCESS) {
     if (text.size() > kMaxFieldBytes) {
       return InvalidArgumentError("'" + std::string(name) + "' is longer than 256 bytes");
+    }
+    if (HasControl(text)) {
+      return InvalidArgumentError("'" + std::string(name) + "' contains control characters");
     }
     out->assign(text);
     return Status::Ok();
@@ -272,7 +282,7 @@ StatusOr<ParsedBatch> ParseBatch(std::string_view body, std::string_view default
     std::string_view site = default_site;
     if (object["site"].get(value) == simdjson::SUCCESS && !value.is_null()) {
       if (value.get_string().get(site) != simdjson::SUCCESS || site.empty() ||
-          site.size() > kMaxFieldBytes) {
+          site.size() > kMaxFieldBytes || HasControl(site)) {
         rejection.id = event.id;
         rejection.error = "'site' must be a non-empty string";
         batch.rejected.push_back(std::move(rejection));

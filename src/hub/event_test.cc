@@ -63,6 +63,16 @@ TEST(ParseBatchTest, RejectsBadEventsOneByOneAndKeepsTheRest) {
   EXPECT_NE(batch->rejected[5].error.find("object"), std::string::npos);
 }
 
+TEST(ParseBatchTest, ControlCharactersInTextFieldsAreRejected) {
+  auto batch = ParseBatch(
+      R"({"id":"0190a1b2-c3d4-7e5f-8a9b-000000000001","type":"insight","timestamp":5,"model":{"name":"m\u0000x"}})",
+      "north", {});
+  ASSERT_TRUE(batch.ok());
+  EXPECT_TRUE(batch->events.empty());
+  ASSERT_EQ(batch->rejected.size(), 1u);
+  EXPECT_NE(batch->rejected[0].error.find("control"), std::string::npos);
+}
+
 TEST(ParseBatchTest, AnotherSitesEventFailsTheWholeBatch) {
   std::string body = std::string(kGood) + "\n";
   auto batch = ParseBatch(body, "south", {});

@@ -133,7 +133,7 @@ class HubSuite:
         self.assertEqual(self.upload(self.north, hu.zstd(many), "zstd")[0], 413)
         self.assertEqual(self.upload(self.north, b"\x28\xb5\x2f\xfd garbage", "zstd")[0], 400)
         self.assertEqual(self.upload(self.north, b"", None)[0], 400)
-        self.assertEqual(self.upload(self.north, big, "br")[0], 415)
+        self.assertEqual(self.upload(self.north, hu.jsonl([hu.event("north")]), "br")[0], 415)
         status, _, data = self.get("/api/v1/events")
         self.assertEqual(json.loads(data)["rows"], [])
 
