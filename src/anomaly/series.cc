@@ -124,8 +124,8 @@ Status SeriesTable::Observe(std::span<const std::string> keys, std::span<const i
   std::vector<size_t> shard_of(n);
   std::set<size_t> touched;
   for (size_t i = 0; i < n; ++i) {
-    if (keys[i].empty() || keys[i].size() > kMaxKeyBytes) {
-      return InvalidArgumentError("row " + std::to_string(i) + ": series key must be 1 to " +
+    if (keys[i].size() > kMaxKeyBytes) {
+      return InvalidArgumentError("row " + std::to_string(i) + ": series key must be at most " +
                                   std::to_string(kMaxKeyBytes) + " bytes");
     }
     shard_of[i] = ShardOf(keys[i]);
@@ -142,6 +142,7 @@ Status SeriesTable::Observe(std::span<const std::string> keys, std::span<const i
   };
   std::map<std::string_view, Last> last;
   for (size_t i = 0; i < n; ++i) {
+    if (keys[i].empty()) continue;  // a probe
     auto [it, inserted] = last.try_emplace(keys[i]);
     if (inserted) {
       const Shard& shard = *shards_[shard_of[i]];
@@ -163,6 +164,10 @@ Status SeriesTable::Observe(std::span<const std::string> keys, std::span<const i
   out->resize(n);
   int64_t applied = 0;
   for (size_t i = 0; i < n; ++i) {
+    if (keys[i].empty()) {
+      (*out)[i] = Verdict{};
+      continue;
+    }
     ASSIGN_OR_RETURN(Series * series, Touch(shards_[shard_of[i]].get(), keys[i]));
     const int64_t before = series->points();
     (*out)[i] = series->Observe(timestamps[i], values[i]);

@@ -7,6 +7,8 @@
 //  - the same timestamp as the last one (a duplicate): with the same value it is a redelivery,
 //    answered with the last score and verdict without learning from it again; with a different
 //    value it is rejected (kInvalidArgument).
+// A row with an empty series key is a probe (the server's warm-up sends one): it scores 0 and
+// touches no state.
 // SeriesTable::Observe applies a batch all-or-nothing: when any row breaks a rule, no row is
 // applied.
 #ifndef EDGELOOP_ANOMALY_SERIES_H_

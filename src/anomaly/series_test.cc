@@ -99,7 +99,10 @@ TEST(SeriesTableTest, BatchIsAllOrNothingAndRowsAreCheckedInOrder) {
   const std::vector<std::string> empty_key = {""};
   const std::vector<int64_t> one_ts = {1};
   const std::vector<double> one_value = {1};
-  EXPECT_FALSE(table->Observe(empty_key, one_ts, one_value, &out).ok());
+  ASSERT_TRUE(table->Observe(empty_key, one_ts, one_value, &out).ok());  // a probe
+  EXPECT_EQ(out[0].score, 0.0);
+  EXPECT_EQ(table->size(), 2);
+  EXPECT_EQ(table->points(), 3);
 }
 
 TEST(SeriesTableTest, LeastRecentlyUsedSeriesAreEvictedAndCounted) {

@@ -225,7 +225,6 @@ class StreamingAnomalyTest(harness.ServerTestCase):
                                                          data=[1.0, 2.0]),
                                                     good["inputs"][2]]),
             "missing series": dict(good, inputs=good["inputs"][:2]),
-            "empty series key": body([("", 100_000, 21.0)]),
             "unknown output": dict(good, outputs=[{"name": "margin"}]),
         }
         for what, b in cases.items():
