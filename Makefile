@@ -6,7 +6,8 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
-.PHONY: all bootstrap configure build test unit-test blackbox-test asan-test demo bench format clean
+.PHONY: all bootstrap configure build test unit-test blackbox-test asan-test demo bench bench-lake \
+	bench-train bench-nab bench-tabular bench-queue bench-hub format clean
 
 all: build
 
@@ -46,6 +47,25 @@ demo: build
 # bench/serve: edgeloop against FastAPI, Flask, nginx and the in-process compute floor.
 bench: build
 	bench/serve/run --edgeloop $(BUILD)/edgeloop
+
+# The other benchmarks; each runs its peer or limit in the same run and prints ratios.
+bench-lake: build
+	bench/lake/run --edgeloop $(BUILD)/edgeloop
+
+bench-train: build
+	bench/train/run --edgeloop $(BUILD)/edgeloop
+
+bench-nab: build
+	bench/nab/run $(BUILD)
+
+bench-tabular: build
+	bench/anomaly_tabular/run --tool $(BUILD)/bench/anomaly_tabular_tool
+
+bench-queue: build
+	bench/queue/run --bench $(BUILD)/bench/queue_bench
+
+bench-hub: build
+	EDGELOOP_BIN=$(BUILD)/edgeloop bench/hub/run
 
 format:
 	git ls-files '*.cc' '*.h' | xargs clang-format -i

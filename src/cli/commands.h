@@ -17,14 +17,14 @@ struct Command {
 };
 
 Command AddServeCommand(CLI::App& root);
-Command AddModelCommand(CLI::App& root);
-Command AddVersionCommand(CLI::App& root);
 Command AddWorkerCommand(CLI::App& root);
 Command AddQueueCommand(CLI::App& root);
+Command AddModelCommand(CLI::App& root);
 Command AddPipelineCommand(CLI::App& root);
 Command AddLakeCommand(CLI::App& root);
-Command AddHubCommand(CLI::App& root);
 Command AddTrainCommand(CLI::App& root);
+Command AddHubCommand(CLI::App& root);
+Command AddVersionCommand(CLI::App& root);
 
 }  // namespace edgeloop::cli
 

@@ -26,14 +26,11 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
 
-  std::vector<cli::Command> commands = {cli::AddServeCommand(app), cli::AddModelCommand(app),
-                                        cli::AddQueueCommand(app), cli::AddVersionCommand(app)};
-  commands.push_back(cli::AddHubCommand(app));
-  commands.push_back(cli::AddWorkerCommand(app));
-
-  commands.push_back(cli::AddPipelineCommand(app));
-  commands.push_back(cli::AddLakeCommand(app));
-  commands.push_back(cli::AddTrainCommand(app));
+  // In the order of the loop: edge roles, models, data, cloud roles.
+  std::vector<cli::Command> commands = {
+      cli::AddServeCommand(app), cli::AddWorkerCommand(app),   cli::AddQueueCommand(app),
+      cli::AddModelCommand(app), cli::AddPipelineCommand(app), cli::AddLakeCommand(app),
+      cli::AddTrainCommand(app), cli::AddHubCommand(app),      cli::AddVersionCommand(app)};
 
   try {
     app.parse(argc, argv);

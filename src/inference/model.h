@@ -22,6 +22,10 @@ class Model {
   // The platform name reported in model metadata, e.g. "xgboost_native".
   virtual std::string_view platform() const = 0;
 
+  // True when Predict learns from what it sees (streaming detectors keep per-series state):
+  // callers must then send only real data, never synthetic warm-up rows.
+  virtual bool stateful() const { return false; }
+
   // Runs the model on one batch.
   //  - `inputs`: one tensor per configured input, in the order of ModelConfig::inputs, each with
   //    the configured datatype and a shape the spec accepts; every input has the same first

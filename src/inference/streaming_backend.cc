@@ -152,6 +152,7 @@ class StreamingModel : public Model {
   }
 
   std::string_view platform() const override { return "streaming_anomaly"; }
+  bool stateful() const override { return true; }
 
   Status Predict(std::span<const Tensor> inputs, std::span<const int> output_indices,
                  std::vector<Tensor>* outputs) const override {

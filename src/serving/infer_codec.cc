@@ -427,7 +427,11 @@ StatusOr<InferRequest> ParseInferRequest(std::string& body, const inference::Mod
     if (!by_index[i]) {
       return InvalidArgumentError("the request lacks input '" + config.inputs[i].name + "'");
     }
-    if (by_index[i]->shape().front() != by_index[0]->shape().front()) {
+  }
+  // Every input is present; compare row counts before any tensor is moved out.
+  const int64_t rows = by_index.empty() ? 0 : by_index[0]->shape().front();
+  for (size_t i = 0; i < by_index.size(); ++i) {
+    if (by_index[i]->shape().front() != rows) {
       return InvalidArgumentError("inputs '" + config.inputs[0].name + "' and '" +
                                   config.inputs[i].name + "' have different numbers of rows");
     }

@@ -37,6 +37,31 @@ TEST(InferCodecTest, ParsesFlatAndNestedData) {
   }
 }
 
+// Regression: the row check compared against the first input after it had been moved out, which
+// crashed the server on any model with two or more inputs.
+TEST(InferCodecTest, SeveralInputsInConfigOrder) {
+  inference::ModelConfig config = Config();
+  config.inputs = {{"t", DataType::kInt64, {-1}, ""},
+                   {"v", DataType::kFp64, {-1}, ""},
+                   {"s", DataType::kBytes, {-1}, ""}};
+  auto request = Parse(R"({"inputs":[{"name":"s","datatype":"BYTES","shape":[2],"data":["a","b"]},)"
+                       R"({"name":"v","datatype":"FP64","shape":[2],"data":[1.5,2]},)"
+                       R"({"name":"t","datatype":"INT64","shape":[2],"data":[10,20]}]})",
+                       config);
+  ASSERT_TRUE(request.ok()) << request.status();
+  ASSERT_EQ(request->inputs.size(), 3u);
+  EXPECT_EQ(request->inputs[0].values<int64_t>()[1], 20);
+  EXPECT_EQ(request->inputs[1].values<double>()[0], 1.5);
+  EXPECT_EQ(request->inputs[2].strings()[1], "b");
+
+  auto mismatched = Parse(R"({"inputs":[{"name":"s","datatype":"BYTES","shape":[1],"data":["a"]},)"
+                          R"({"name":"v","datatype":"FP64","shape":[2],"data":[1.5,2]},)"
+                          R"({"name":"t","datatype":"INT64","shape":[2],"data":[10,20]}]})",
+                          config);
+  ASSERT_FALSE(mismatched.ok());
+  EXPECT_NE(mismatched.status().message().find("different numbers of rows"), std::string::npos);
+}
+
 TEST(InferCodecTest, NullIsMissing) {
   auto request =
       Parse(R"({"inputs":[{"name":"x","datatype":"FP32","shape":[1,3],"data":[1,null,3]}]})");

@@ -14,8 +14,10 @@ constexpr std::string_view kUnknownModel = "_unknown_";
 constexpr std::array<int, 6> kCommonCodes = {200, 400, 404, 500, 501, 503};
 
 // One zero row per input, every output: proves the model runs before anyone depends on it, and
-// touches its memory so the first real request is not slower.
+// touches its memory so the first real request is not slower. Stateful models (streaming
+// detectors) would learn the zero row as a real point, so they are not warmed up.
 Status Warmup(const inference::ModelConfig& config, const inference::Model& model) {
+  if (model.stateful()) return Status::Ok();
   std::vector<inference::Tensor> inputs;
   for (const inference::TensorSpec& spec : config.inputs) {
     inference::Shape shape = spec.shape;
