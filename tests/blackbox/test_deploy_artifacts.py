@@ -415,14 +415,20 @@ class ManifestTest(unittest.TestCase):
                 problems.append(f"{where}: {probe} port {get['port']} is not a container port")
         # Environment: read by the binary, or expanded into the arguments.
         names = [e["name"] for e in c.get("env", [])]
+        shared = []  # from a ConfigMap several roles share: some role must use each key
         for ref in c.get("envFrom", []):
             cm = ref.get("configMapRef", {}).get("name")
             if cm:
-                names += [k for k in self.config_map(cm)]
+                shared += [k for k in self.config_map(cm)]
         expanded = set(re.findall(r"\$\((\w+)\)", " ".join(args)))
         for name in names:
             if name.startswith("EDGELOOP_") and name not in everything and name not in expanded:
                 problems.append(f"{where}: the binary does not read {name}")
+        for name in shared:
+            if (name.startswith("EDGELOOP_") and name not in everything and
+                    name not in self.expanded_anywhere()):
+                problems.append(f"{where}: no role reads {name}")
+        names += shared
         for name in expanded - set(names):
             problems.append(f"{where}: $({name}) in the arguments is never set")
         # Paths: under a mount (the root filesystem is read-only), or in the image (/models).
@@ -431,7 +437,8 @@ class ManifestTest(unittest.TestCase):
         for a in args:
             if a.endswith(".yaml") and os.path.basename(a) in config_files:
                 content = config_files[os.path.basename(a)]
-                paths += re.findall(r"(?<=\s)(/[\w./-]+)", content)
+                content = re.sub(r"#.*", "", content)  # comments are prose, not paths
+                paths += [p.rstrip(".") for p in re.findall(r"(?<=\s)(/[\w./-]+)", content)]
         for path in paths:
             if path == "/models" or path.startswith("/models/"):
                 continue
@@ -440,6 +447,15 @@ class ManifestTest(unittest.TestCase):
         if not c.get("securityContext", {}).get("readOnlyRootFilesystem"):
             problems.append(f"{where}: the root filesystem is not read-only")
         return problems
+
+    def expanded_anywhere(self):
+        """Every $(NAME) used in the arguments of any container of any rendered overlay."""
+        found = set()
+        for objects in self.rendered.values():
+            for obj in objects:
+                text = json.dumps(obj)
+                found |= set(re.findall(r"\$\((\w+)\)", text))
+        return found
 
     def config_map(self, name):
         for objects in self.rendered.values():
