@@ -148,8 +148,8 @@ int main(int argc, char** argv) {
   std::ostringstream line;
   line.precision(9);
   line << "{\"kind\":\"" << detector->kind() << "\",\"fit_rows\":" << train.size() / cols
-       << ",\"fit_s\":" << (fit_times.empty() ? 0.0 : Median(fit_times))
-       << ",\"score_rows\":" << m << ",\"score_s\":" << Median(score_times) << "}";
+       << ",\"fit_s\":" << (fit_times.empty() ? 0.0 : Median(fit_times)) << ",\"score_rows\":" << m
+       << ",\"score_s\":" << Median(score_times) << "}";
   std::cout << line.str() << std::endl;
   return 0;
 }

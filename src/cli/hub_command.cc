@@ -57,8 +57,8 @@ StatusOr<std::unique_ptr<hub::Store>> OpenStore(const HubCliOptions& o, bool mig
 }
 
 // Creates a token and prints it once; only its hash is stored.
-Status IssueToken(hub::Store& store, const HubCliOptions& o, hub::Role role, const std::string& name,
-                  const std::string& site) {
+Status IssueToken(hub::Store& store, const HubCliOptions& o, hub::Role role,
+                  const std::string& name, const std::string& site) {
   ASSIGN_OR_RETURN(std::string token, hub::NewToken());
   hub::TokenRecord record{name, role, site, NowMs(), std::nullopt, std::nullopt};
   if (o.expires_days > 0) record.expires_at = record.created_at + o.expires_days * 86'400'000;
@@ -70,8 +70,8 @@ Status IssueToken(hub::Store& store, const HubCliOptions& o, hub::Role role, con
     std::cout << out.dump(2) << "\n";
   } else {
     std::cout << token << "\n";
-    std::cerr << "token '" << name << "' (" << hub::RoleName(role) << (site.empty() ? "" : ", site " + site)
-              << "): shown once, store it now\n";
+    std::cerr << "token '" << name << "' (" << hub::RoleName(role)
+              << (site.empty() ? "" : ", site " + site) << "): shown once, store it now\n";
   }
   return Status::Ok();
 }
@@ -84,7 +84,8 @@ std::string FormatMs(std::optional<int64_t> ms) {
 }  // namespace
 
 Command AddHubCommand(CLI::App& root) {
-  CLI::App* app = root.add_subcommand("hub", "The cloud hub: ingest from sites, global store, query API, dashboard");
+  CLI::App* app = root.add_subcommand(
+      "hub", "The cloud hub: ingest from sites, global store, query API, dashboard");
   app->require_subcommand(1);
   auto o = std::make_shared<HubCliOptions>();
   auto add_store = [o](CLI::App* sub) {
@@ -94,39 +95,53 @@ Command AddHubCommand(CLI::App& root) {
 
   auto options = std::make_shared<hub::HubOptions>();
   auto drain_ms = std::make_shared<int64_t>(30'000);
-  CLI::App* serve = app->add_subcommand("serve", "Serve the ingest and query API and the dashboard");
+  CLI::App* serve =
+      app->add_subcommand("serve", "Serve the ingest and query API and the dashboard");
   add_store(serve);
   options->http.port = 8300;
-  serve->add_option("--http-address", options->http.address, "Address to listen on")->capture_default_str();
-  serve->add_option("--http-port", options->http.port, "Port; 0 picks a free one")->capture_default_str();
+  serve->add_option("--http-address", options->http.address, "Address to listen on")
+      ->capture_default_str();
+  serve->add_option("--http-port", options->http.port, "Port; 0 picks a free one")
+      ->capture_default_str();
   serve->add_option("--http-threads", options->http.threads, "I/O threads (0: one per CPU)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1024));
-  serve->add_option("--workers", options->handler.workers, "Threads writing to and reading the store")
+  serve
+      ->add_option("--workers", options->handler.workers,
+                   "Threads writing to and reading the store")
       ->capture_default_str()
       ->check(CLI::Range(1, 1024));
-  serve->add_option("--store-connections", options->store_connections,
-                    "Database connections (at least --workers)")
+  serve
+      ->add_option("--store-connections", options->store_connections,
+                   "Database connections (at least --workers)")
       ->capture_default_str()
       ->check(CLI::Range(1, 1024));
-  serve->add_option("--max-queue", options->handler.max_queue,
-                    "Requests waiting for a worker before uploads get 429 and queries 503")
+  serve
+      ->add_option("--max-queue", options->handler.max_queue,
+                   "Requests waiting for a worker before uploads get 429 and queries 503")
       ->capture_default_str();
-  serve->add_option("--max-body-bytes", options->http.max_body_bytes, "Largest request body as sent (413)")
+  serve
+      ->add_option("--max-body-bytes", options->http.max_body_bytes,
+                   "Largest request body as sent (413)")
       ->capture_default_str();
-  serve->add_option("--max-batch-bytes", options->handler.max_batch_bytes, "Largest decoded upload (413)")
+  serve
+      ->add_option("--max-batch-bytes", options->handler.max_batch_bytes,
+                   "Largest decoded upload (413)")
       ->capture_default_str();
   serve->add_option("--max-events", options->handler.max_events, "Most events in one upload (413)")
       ->capture_default_str();
   serve->add_option("--max-connections", options->http.max_connections, "Open connections allowed")
       ->capture_default_str();
-  serve->add_option("--drain-timeout-ms", *drain_ms, "On SIGTERM, how long requests may take to finish")
+  serve
+      ->add_option("--drain-timeout-ms", *drain_ms,
+                   "On SIGTERM, how long requests may take to finish")
       ->capture_default_str();
   auto no_migrate = std::make_shared<bool>(false);
   serve->add_flag("--no-migrate", *no_migrate,
                   "Refuse to start on an old schema instead of migrating it");
 
-  CLI::App* migrate = app->add_subcommand("migrate", "Bring the store's schema to this build's version");
+  CLI::App* migrate =
+      app->add_subcommand("migrate", "Bring the store's schema to this build's version");
   add_store(migrate);
   migrate->add_flag("--json", o->json, "Print JSON");
 
@@ -188,7 +203,8 @@ Command AddHubCommand(CLI::App& root) {
             if (!store.ok()) return Fail(store.status());
             if (site_add->parsed()) {
               if (Status s = (*store)->AddSite(o->name, NowMs()); !s.ok()) return Fail(s);
-              if (Status s = IssueToken(**store, *o, hub::Role::kSite, "site:" + o->name, o->name); !s.ok()) {
+              if (Status s = IssueToken(**store, *o, hub::Role::kSite, "site:" + o->name, o->name);
+                  !s.ok()) {
                 return Fail(s);
               }
               return 0;
@@ -226,7 +242,8 @@ Command AddHubCommand(CLI::App& root) {
                 if (!exists.ok()) return Fail(exists.status());
                 if (!*exists) return Fail(NotFoundError("no site '" + o->site + "'; add it first"));
               }
-              if (Status s = IssueToken(**store, *o, *role, o->name, o->site); !s.ok()) return Fail(s);
+              if (Status s = IssueToken(**store, *o, *role, o->name, o->site); !s.ok())
+                return Fail(s);
               return 0;
             }
             if (token_ls->parsed()) {
@@ -245,8 +262,9 @@ Command AddHubCommand(CLI::App& root) {
                                   {"expires_at", t.expires_at ? Json(*t.expires_at) : Json()},
                                   {"state", state}});
                 } else {
-                  std::cout << t.name << "\t" << hub::RoleName(t.role) << "\t" << (t.site.empty() ? "-" : t.site)
-                            << "\texpires " << FormatMs(t.expires_at) << "\t" << state << "\n";
+                  std::cout << t.name << "\t" << hub::RoleName(t.role) << "\t"
+                            << (t.site.empty() ? "-" : t.site) << "\texpires "
+                            << FormatMs(t.expires_at) << "\t" << state << "\n";
                 }
               }
               if (o->json) std::cout << list.dump(2) << "\n";
@@ -255,7 +273,8 @@ Command AddHubCommand(CLI::App& root) {
             if (token_revoke->parsed()) {
               auto revoked = (*store)->RevokeTokens(o->name, NowMs());
               if (!revoked.ok()) return Fail(revoked.status());
-              if (*revoked == 0) return Fail(NotFoundError("no active token named '" + o->name + "'"));
+              if (*revoked == 0)
+                return Fail(NotFoundError("no active token named '" + o->name + "'"));
               std::cout << "revoked " << *revoked << " token(s) named '" << o->name << "'\n";
               return 0;
             }

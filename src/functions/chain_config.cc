@@ -56,7 +56,8 @@ StatusOr<std::unique_ptr<Function>> MakeStage(const std::string& kind, const YAM
     if (options.argv[0].find('/') != std::string::npos) {
       options.argv[0] = Resolve(base, options.argv[0]).string();
     }
-    if (node["timeout_ms"]) options.timeout = std::chrono::milliseconds(node["timeout_ms"].as<int64_t>());
+    if (node["timeout_ms"])
+      options.timeout = std::chrono::milliseconds(node["timeout_ms"].as<int64_t>());
     ASSIGN_OR_RETURN(auto function, ExecFunction::Create(std::move(options)));
     return std::unique_ptr<Function>(std::move(function));
   }
@@ -74,10 +75,10 @@ StatusOr<std::unique_ptr<Function>> MakeStage(const std::string& kind, const YAM
     return std::unique_ptr<Function>(std::move(function));
   }
   if (kind == "upload") {
-    RETURN_IF_ERROR(CheckKeys(node, "upload",
-                              {"destination", "url", "health_url", "folder", "token_file",
-                               "compression", "bandwidth_bytes_per_s", "max_request_bytes",
-                               "timeout_ms"}));
+    RETURN_IF_ERROR(
+        CheckKeys(node, "upload",
+                  {"destination", "url", "health_url", "folder", "token_file", "compression",
+                   "bandwidth_bytes_per_s", "max_request_bytes", "timeout_ms"}));
     UploadOptions options;
     options.clock = clock;
     options.metrics = metrics;

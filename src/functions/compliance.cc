@@ -37,8 +37,8 @@ StatusOr<Path> ParsePath(const std::string& text, std::string_view where) {
   size_t start = 0;
   for (;;) {
     const size_t dot = text.find('.', start);
-    std::string part = text.substr(start, dot == std::string::npos ? std::string::npos
-                                                                  : dot - start);
+    std::string part =
+        text.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
     if (part.empty()) {
       return InvalidArgumentError(std::string(where) + ": '" + text +
                                   "' is not a field path (dotted names, no empty parts)");
@@ -318,9 +318,9 @@ StatusOr<Policy> ParsePolicy(std::string_view yaml_text, const std::filesystem::
   } catch (const std::exception& e) {
     return InvalidArgumentError(std::string("the policy is not valid YAML: ") + e.what());
   }
-  RETURN_IF_ERROR(CheckKeys(root, "policy",
-                            {"version", "destination", "allow", "drop", "coarsen", "pseudonymise",
-                             "aggregate"}));
+  RETURN_IF_ERROR(CheckKeys(
+      root, "policy",
+      {"version", "destination", "allow", "drop", "coarsen", "pseudonymise", "aggregate"}));
   Policy policy;
   if (root.contains("version") && root["version"] != 1) {
     return InvalidArgumentError("policy: version must be 1");
@@ -337,8 +337,8 @@ StatusOr<Policy> ParsePolicy(std::string_view yaml_text, const std::filesystem::
   if (root.contains("drop")) {
     if (!root["drop"].is_array()) return InvalidArgumentError("policy: drop must be a list");
     for (const Json& item : root["drop"]) {
-      RETURN_IF_ERROR(CheckKeys(item, "policy: drop rule",
-                                {"field", "equals", "not_equals", "in", "exists"}));
+      RETURN_IF_ERROR(
+          CheckKeys(item, "policy: drop rule", {"field", "equals", "not_equals", "in", "exists"}));
       DropRule rule;
       if (!item.contains("field") || !item["field"].is_string()) {
         return InvalidArgumentError("policy: drop rule needs 'field'");
@@ -385,8 +385,8 @@ StatusOr<Policy> ParsePolicy(std::string_view yaml_text, const std::filesystem::
       }
       if (item.contains("truncate")) {
         const Json& unit = item["truncate"];
-        if (!unit.is_string() || (unit != "second" && unit != "minute" && unit != "hour" &&
-                                  unit != "day")) {
+        if (!unit.is_string() ||
+            (unit != "second" && unit != "minute" && unit != "hour" && unit != "day")) {
           return InvalidArgumentError(
               "policy: coarsen 'truncate' must be second, minute, hour or day");
         }
@@ -454,8 +454,8 @@ StatusOr<Policy> LoadPolicy(const std::filesystem::path& path) {
 
 std::string Pseudonym(std::string_view site_key, int64_t epoch, std::string_view field,
                       const Json& value) {
-  const std::string epoch_key = HmacSha256(site_key, "edgeloop pseudonym epoch " +
-                                                         std::to_string(epoch));
+  const std::string epoch_key =
+      HmacSha256(site_key, "edgeloop pseudonym epoch " + std::to_string(epoch));
   std::string message(field);
   message.push_back('\0');
   message += value.is_string() ? value.get<std::string>() : value.dump();
@@ -464,7 +464,8 @@ std::string Pseudonym(std::string_view site_key, int64_t epoch, std::string_view
 }
 
 int64_t KeyEpoch(const Policy& policy, const Json& event, Clock::WallTime now) {
-  int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
+  int64_t ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
   if (auto it = event.find("timestamp"); it != event.end()) {
     if (it->is_string()) {
       if (auto parsed = ParseRfc3339Ms(it->get<std::string>())) ms = *parsed;
@@ -483,9 +484,8 @@ std::optional<Json> ApplyPolicy(const Policy& policy, const Json& event, Clock::
   Json work = event;
   std::string concrete;
   for (const CoarsenRule& rule : policy.coarsen) {
-    ForEachAt(work, rule.path, 0, concrete, [&](Json& value, const std::string&) {
-      Coarsen(rule, value);
-    });
+    ForEachAt(work, rule.path, 0, concrete,
+              [&](Json& value, const std::string&) { Coarsen(rule, value); });
   }
   if (!policy.pseudonymise.empty()) {
     const int64_t epoch = KeyEpoch(policy, event, now);

@@ -124,8 +124,7 @@ class ComplianceFunction : public Function {
   static StatusOr<std::unique_ptr<ComplianceFunction>> Create(const ComplianceOptions& options);
 
   const std::string& name() const override { return name_; }
-  Status Run(std::vector<Record>& records, std::vector<Result>& results,
-             Context& context) override;
+  Status Run(std::vector<Record>& records, std::vector<Result>& results, Context& context) override;
   Status Probe() override;
 
   // The policy in force, or the reason there is none.
@@ -143,11 +142,11 @@ class ComplianceFunction : public Function {
   std::shared_ptr<metrics::Counter> suppressed_counter_;
 
   std::mutex mu_;
-  std::shared_ptr<const Policy> policy_;        // GUARDED_BY(mu_)
-  Status load_status_;                          // GUARDED_BY(mu_)
+  std::shared_ptr<const Policy> policy_;          // GUARDED_BY(mu_)
+  Status load_status_;                            // GUARDED_BY(mu_)
   std::filesystem::file_time_type loaded_mtime_;  // GUARDED_BY(mu_)
-  uintmax_t loaded_size_ = 0;                   // GUARDED_BY(mu_)
-  bool tried_ = false;                          // GUARDED_BY(mu_)
+  uintmax_t loaded_size_ = 0;                     // GUARDED_BY(mu_)
+  bool tried_ = false;                            // GUARDED_BY(mu_)
   std::shared_ptr<metrics::Gauge> loaded_;
 };
 

@@ -38,9 +38,9 @@ void CloseFd(int& fd) {
 ExecFunction::ExecFunction(ExecOptions options)
     : options_(std::move(options)), name_("exec:" + options_.name) {
   if (options_.metrics != nullptr) {
-    auto* runs = options_.metrics->AddCounter(
-        "edgeloop_exec_runs_total", "Subprocess runs of exec functions by result",
-        {"function", "result"});
+    auto* runs = options_.metrics->AddCounter("edgeloop_exec_runs_total",
+                                              "Subprocess runs of exec functions by result",
+                                              {"function", "result"});
     runs_ok_ = runs->With({options_.name, "ok"});
     runs_failed_ = runs->With({options_.name, "failed"});
     runs_timeout_ = runs->With({options_.name, "timeout"});
@@ -51,7 +51,8 @@ StatusOr<std::unique_ptr<ExecFunction>> ExecFunction::Create(ExecOptions options
   if (options.argv.empty() || options.argv[0].empty()) {
     return InvalidArgumentError("exec: a command is required");
   }
-  if (options.timeout.count() <= 0) return InvalidArgumentError("exec: the timeout must be positive");
+  if (options.timeout.count() <= 0)
+    return InvalidArgumentError("exec: the timeout must be positive");
   if (options.name.empty()) options.name = options.argv[0].substr(options.argv[0].rfind('/') + 1);
   return std::unique_ptr<ExecFunction>(new ExecFunction(std::move(options)));
 }
@@ -194,8 +195,8 @@ Status ExecFunction::Run(std::vector<Record>& records, std::vector<Result>& resu
     if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
     Json answer = Json::parse(line, nullptr, false);
     if (!answer.is_object() || !answer.contains("id") || !answer["id"].is_string()) {
-      protocol_error = "exec " + options_.name + ": an output line is not {\"id\": ...}: " +
-                       std::string(line.substr(0, 120));
+      protocol_error = "exec " + options_.name +
+                       ": an output line is not {\"id\": ...}: " + std::string(line.substr(0, 120));
       continue;
     }
     auto it = pending.find(answer["id"].get<std::string>());
@@ -224,10 +225,10 @@ Status ExecFunction::Run(std::vector<Record>& records, std::vector<Result>& resu
     reason = "exec " + options_.name + ": more output than " +
              std::to_string(options_.max_output_bytes) + " bytes";
   } else if (!exited_ok) {
-    reason = "exec " + options_.name + ": " +
-             (WIFEXITED(wait_status)
-                  ? "exited with status " + std::to_string(WEXITSTATUS(wait_status))
-                  : "killed by signal " + std::to_string(WTERMSIG(wait_status)));
+    reason =
+        "exec " + options_.name + ": " +
+        (WIFEXITED(wait_status) ? "exited with status " + std::to_string(WEXITSTATUS(wait_status))
+                                : "killed by signal " + std::to_string(WTERMSIG(wait_status)));
   } else if (!protocol_error.empty()) {
     reason = protocol_error;
   } else {
@@ -240,7 +241,8 @@ Status ExecFunction::Run(std::vector<Record>& records, std::vector<Result>& resu
   if (ok && runs_ok_) runs_ok_->Increment();
   if (!ok) {
     if (runs_failed_) runs_failed_->Increment();
-    log::Warn("exec function failed", {{"function", options_.name}, {"reason", reason},
+    log::Warn("exec function failed", {{"function", options_.name},
+                                       {"reason", reason},
                                        {"unanswered", static_cast<int64_t>(pending.size())}});
   }
   return Status::Ok();

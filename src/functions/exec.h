@@ -36,8 +36,7 @@ class ExecFunction : public Function {
   static StatusOr<std::unique_ptr<ExecFunction>> Create(ExecOptions options);
 
   const std::string& name() const override { return name_; }
-  Status Run(std::vector<Record>& records, std::vector<Result>& results,
-             Context& context) override;
+  Status Run(std::vector<Record>& records, std::vector<Result>& results, Context& context) override;
 
  private:
   explicit ExecFunction(ExecOptions options);

@@ -102,9 +102,9 @@ Status RunWorker(const RunWorkerOptions& options) {
 
   int received = 0;
   sigwait(&signals, &received);
-  log::Info("shutting down", {{"signal", strsignal(received)},
-                              {"drain_timeout_ms",
-                               static_cast<int64_t>(options.drain_timeout.count())}});
+  log::Info("shutting down",
+            {{"signal", strsignal(received)},
+             {"drain_timeout_ms", static_cast<int64_t>(options.drain_timeout.count())}});
   const bool finished = worker->Drain(options.drain_timeout);
   if (server) server->Shutdown(std::chrono::milliseconds(1000));
   if (finished) {

@@ -42,8 +42,8 @@ class FolderSink : public Sink {
 
   Status Probe() override {
     if (::access(dir_.c_str(), W_OK | X_OK) != 0) {
-      return UnavailableError("the folder " + dir_.string() + " is not writable: " +
-                              std::strerror(errno));
+      return UnavailableError("the folder " + dir_.string() +
+                              " is not writable: " + std::strerror(errno));
     }
     return Status::Ok();
   }
@@ -83,7 +83,8 @@ class FolderSink : public Sink {
   Status WriteFile(const std::filesystem::path& temp, const std::filesystem::path& final_path,
                    std::string_view body) {
     const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return UnavailableError("cannot create " + temp.string() + ": " + std::strerror(errno));
+    if (fd < 0)
+      return UnavailableError("cannot create " + temp.string() + ": " + std::strerror(errno));
     Status status = WriteAll(fd, body, temp.string());
     if (status.ok() && ::fsync(fd) != 0) {
       status = UnavailableError("cannot sync " + temp.string() + ": " + std::strerror(errno));
@@ -237,12 +238,12 @@ class HttpSink : public Sink {
     if (status < 200 || status >= 300) {
       outcome.kind = SendOutcome::Kind::kRefused;
       Json error = Json::parse(response, nullptr, false);
-      std::string message = error.is_object() && error.contains("error") &&
-                                    error["error"].is_string()
-                                ? error["error"].get<std::string>()
-                                : response.substr(0, 200);
-      outcome.error = options_.url + " refused the batch (" + std::to_string(status) +
-                      "): " + message;
+      std::string message =
+          error.is_object() && error.contains("error") && error["error"].is_string()
+              ? error["error"].get<std::string>()
+              : response.substr(0, 200);
+      outcome.error =
+          options_.url + " refused the batch (" + std::to_string(status) + "): " + message;
       return outcome;
     }
     Json body = Json::parse(response, nullptr, false);
@@ -278,9 +279,8 @@ bool DefaultWait(std::chrono::nanoseconds delay, const Context& context) {
   const auto deadline = std::chrono::steady_clock::now() + delay;
   while (std::chrono::steady_clock::now() < deadline) {
     if (context.IsCancelled()) return false;
-    std::this_thread::sleep_for(
-        std::min<std::chrono::nanoseconds>(deadline - std::chrono::steady_clock::now(),
-                                           std::chrono::milliseconds(100)));
+    std::this_thread::sleep_for(std::min<std::chrono::nanoseconds>(
+        deadline - std::chrono::steady_clock::now(), std::chrono::milliseconds(100)));
   }
   return !context.IsCancelled();
 }
@@ -478,7 +478,8 @@ UploadFunction::UploadFunction(UploadOptions options)
 }
 
 StatusOr<std::unique_ptr<UploadFunction>> UploadFunction::Create(UploadOptions options) {
-  if (options.destination.empty()) return InvalidArgumentError("upload: a destination name is required");
+  if (options.destination.empty())
+    return InvalidArgumentError("upload: a destination name is required");
   if (!options.sink) return InvalidArgumentError("upload: a sink is required");
   if (options.bandwidth_bytes_per_second < 0) {
     return InvalidArgumentError("upload: the bandwidth cap must not be negative");
@@ -520,7 +521,8 @@ Status UploadFunction::Run(std::vector<Record>& records, std::vector<Result>& re
       chunk.push_back(i);
       chunk_bytes += bytes;
     }
-    if (status.ok() && !chunk.empty()) status = SendChunk(chunk, priority, records, results, context);
+    if (status.ok() && !chunk.empty())
+      status = SendChunk(chunk, priority, records, results, context);
     if (!status.ok()) break;
   }
   // Records absorbed into an aggregate end as their aggregate did.

@@ -42,8 +42,8 @@ namespace edgeloop::functions {
 enum class Encoding { kZstd, kGzip, kIdentity };
 
 StatusOr<Encoding> ParseEncoding(std::string_view text);  // "zstd", "gzip", "identity"
-std::string_view EncodingName(Encoding encoding);          // the Content-Encoding value
-std::string_view EncodingExtension(Encoding encoding);     // "zst", "gz", ""
+std::string_view EncodingName(Encoding encoding);         // the Content-Encoding value
+std::string_view EncodingExtension(Encoding encoding);    // "zst", "gz", ""
 
 StatusOr<std::string> Compress(std::string_view data, Encoding encoding);
 // Refuses output beyond `max_bytes` (kInvalidArgument), so a hostile body cannot exhaust memory.
@@ -137,16 +137,15 @@ class UploadFunction : public Function {
   static StatusOr<std::unique_ptr<UploadFunction>> Create(UploadOptions options);
 
   const std::string& name() const override { return name_; }
-  Status Run(std::vector<Record>& records, std::vector<Result>& results,
-             Context& context) override;
+  Status Run(std::vector<Record>& records, std::vector<Result>& results, Context& context) override;
   Status Probe() override { return options_.sink->Probe(); }
 
  private:
   explicit UploadFunction(UploadOptions options);
   // Sends one batch of `members` (indices into records); updates their results. Returns
   // kUnavailable when the destination is down.
-  Status SendChunk(const std::vector<size_t>& members, int priority,
-                   std::vector<Record>& records, std::vector<Result>& results, Context& context);
+  Status SendChunk(const std::vector<size_t>& members, int priority, std::vector<Record>& records,
+                   std::vector<Result>& results, Context& context);
 
   UploadOptions options_;
   const std::string name_;

@@ -51,8 +51,8 @@ class IngestServer : public http::Handler {
       return respond(std::move(response));
     }
     Received received;
-    for (const char* name : {"Content-Encoding", "Idempotency-Key", "Authorization",
-                             "Content-Type"}) {
+    for (const char* name :
+         {"Content-Encoding", "Idempotency-Key", "Authorization", "Content-Type"}) {
       received.headers[name] = std::string(request.Header(name));
     }
     auto encoding = ParseEncoding(received.headers["Content-Encoding"].empty()
@@ -79,8 +79,8 @@ class IngestServer : public http::Handler {
     }
     requests_.push_back(std::move(received));
     respond(http::Response::Json(
-        200, Json({{"accepted", accepted}, {"duplicates", duplicates}, {"rejected", rejected}})
-                 .dump()));
+        200,
+        Json({{"accepted", accepted}, {"duplicates", duplicates}, {"rejected", rejected}}).dump()));
   }
 
   void set_status(int status) {

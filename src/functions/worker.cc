@@ -23,11 +23,11 @@ Worker::Worker(WorkerOptions options) : options_(std::move(options)) {
   failed_ = events->With({"failed"});
   stale_ = events->With({"stale"});
   batches_ = registry->AddCounter("edgeloop_worker_batches_total", "Batches processed")->With({});
-  batch_seconds_ = registry
-                       ->AddHistogram("edgeloop_worker_batch_seconds",
-                                      "Time to run one batch through the chain", {},
-                                      metrics::LatencyBuckets())
-                       ->With({});
+  batch_seconds_ =
+      registry
+          ->AddHistogram("edgeloop_worker_batch_seconds", "Time to run one batch through the chain",
+                         {}, metrics::LatencyBuckets())
+          ->With({});
   backlog_ = registry
                  ->AddGauge("edgeloop_worker_backlog_events",
                             "Events waiting in the queue (ready, leased, or waiting to retry)")
@@ -53,7 +53,8 @@ Worker::Worker(WorkerOptions options) : options_(std::move(options)) {
 
 StatusOr<std::unique_ptr<Worker>> Worker::Create(WorkerOptions options) {
   if (options.queue == nullptr) return InvalidArgumentError("worker: a queue is required");
-  if (options.chain.empty()) return InvalidArgumentError("worker: at least one function is required");
+  if (options.chain.empty())
+    return InvalidArgumentError("worker: at least one function is required");
   if (options.batch_size < 1 || options.batch_size > 10'000) {
     return InvalidArgumentError("worker: batch size must be 1 to 10000");
   }
@@ -111,8 +112,8 @@ void Worker::ProbeIfDue() {
   }
   backoff_ = std::min(backoff_ * 2, options_.probe_max);
   probe_at_ = options_.clock->Now() + backoff_;
-  log::Debug("still unavailable", {{"error", status},
-                                   {"next_probe_ms", static_cast<int64_t>(backoff_.count())}});
+  log::Debug("still unavailable",
+             {{"error", status}, {"next_probe_ms", static_cast<int64_t>(backoff_.count())}});
 }
 
 StatusOr<int> Worker::RunOnce(std::chrono::milliseconds wait) {
@@ -120,9 +121,9 @@ StatusOr<int> Worker::RunOnce(std::chrono::milliseconds wait) {
     ProbeIfDue();
     if (held_back()) return 0;
   }
-  ASSIGN_OR_RETURN(std::vector<queue::Lease> leases,
-                   options_.queue->Lease(options_.consumer, options_.batch_size,
-                                         options_.visibility, wait));
+  ASSIGN_OR_RETURN(
+      std::vector<queue::Lease> leases,
+      options_.queue->Lease(options_.consumer, options_.batch_size, options_.visibility, wait));
   if (leases.empty()) return 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -169,9 +170,9 @@ void Worker::ProcessBatch(std::vector<queue::Lease>& leases) {
       if (result.disposition == Disposition::kContinue ||
           (unavailable && result.disposition == Disposition::kRetry)) {
         // Handed back at once: the hold-back paces the retries, not the queue's backoff.
-        result = {Disposition::kRetry, function->name() + ": " + status.message(),
-                  unavailable || cancelled ? std::optional(std::chrono::milliseconds(0))
-                                           : std::nullopt};
+        result = {
+            Disposition::kRetry, function->name() + ": " + status.message(),
+            unavailable || cancelled ? std::optional(std::chrono::milliseconds(0)) : std::nullopt};
       }
     }
     if (unavailable) HoldBack(status);
@@ -195,10 +196,9 @@ void Worker::ProcessBatch(std::vector<queue::Lease>& leases) {
       to_ack.push_back(leases[i]);
       continue;
     }
-    auto outcome = options_.queue->Nack(leases[i], result.reason,
-                                        result.disposition == Disposition::kRetry
-                                            ? result.retry_after
-                                            : std::nullopt);
+    auto outcome = options_.queue->Nack(
+        leases[i], result.reason,
+        result.disposition == Disposition::kRetry ? result.retry_after : std::nullopt);
     if (!outcome.ok()) {
       if (queue::IsStaleLease(outcome.status())) {
         if (stale_) stale_->Increment();
@@ -209,9 +209,9 @@ void Worker::ProcessBatch(std::vector<queue::Lease>& leases) {
       continue;
     }
     if (*outcome == queue::NackOutcome::kDeadLettered) {
-      log::Warn("event moved to the dead-letter queue",
-                {{"id", leases[i].event.id}, {"attempts", leases[i].attempt},
-                 {"reason", result.reason}});
+      log::Warn(
+          "event moved to the dead-letter queue",
+          {{"id", leases[i].event.id}, {"attempts", leases[i].attempt}, {"reason", result.reason}});
     }
     if (result.disposition == Disposition::kRetry) {
       if (retried_) retried_->Increment();
@@ -236,8 +236,7 @@ void Worker::ProcessBatch(std::vector<queue::Lease>& leases) {
   }
   if (batches_) {
     batches_->Increment();
-    batch_seconds_->Observe(
-        std::chrono::duration<double>(options_.clock->Now() - started).count());
+    batch_seconds_->Observe(std::chrono::duration<double>(options_.clock->Now() - started).count());
   }
 }
 

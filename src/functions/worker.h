@@ -89,17 +89,17 @@ class Worker {
 
   mutable std::mutex mu_;
   std::condition_variable changed_;
-  bool held_back_ = false;                 // GUARDED_BY(mu_)
-  Clock::SteadyTime probe_at_;             // GUARDED_BY(mu_)
-  std::chrono::milliseconds backoff_{0};   // GUARDED_BY(mu_)
-  int in_flight_ = 0;                      // GUARDED_BY(mu_)
-  std::vector<std::thread> threads_;       // GUARDED_BY(mu_)
+  bool held_back_ = false;                // GUARDED_BY(mu_)
+  Clock::SteadyTime probe_at_;            // GUARDED_BY(mu_)
+  std::chrono::milliseconds backoff_{0};  // GUARDED_BY(mu_)
+  int in_flight_ = 0;                     // GUARDED_BY(mu_)
+  std::vector<std::thread> threads_;      // GUARDED_BY(mu_)
   std::thread stats_thread_;
-  bool drained_ = false;                   // GUARDED_BY(mu_)
+  bool drained_ = false;  // GUARDED_BY(mu_)
 
   std::atomic<uint64_t> acked_total_{0};
-  uint64_t last_acked_ = 0;                // stats thread only
-  Clock::SteadyTime last_stats_at_;        // stats thread only
+  uint64_t last_acked_ = 0;          // stats thread only
+  Clock::SteadyTime last_stats_at_;  // stats thread only
 
   std::shared_ptr<metrics::Counter> acked_, retried_, failed_, stale_, batches_;
   std::shared_ptr<metrics::Histogram> batch_seconds_;

@@ -308,9 +308,9 @@ functions:
   EXPECT_NE(bad.status().message().find("after a compliance"), std::string::npos);
   EXPECT_FALSE(ParseChain("functions: []\n", dir_.path(), &clock_, nullptr).ok());
   EXPECT_FALSE(ParseChain("functions:\n  - nope: {}\n", dir_.path(), &clock_, nullptr).ok());
-  EXPECT_FALSE(ParseChain("functions:\n  - exec: {command: [x], typo: 1}\n", dir_.path(),
-                          &clock_, nullptr)
-                   .ok());
+  EXPECT_FALSE(
+      ParseChain("functions:\n  - exec: {command: [x], typo: 1}\n", dir_.path(), &clock_, nullptr)
+          .ok());
 }
 
 }  // namespace

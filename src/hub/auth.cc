@@ -41,7 +41,8 @@ std::string HashToken(std::string_view token) {
 
 StatusOr<Principal> Authenticator::Authenticate(std::string_view header) {
   constexpr std::string_view kBearer = "Bearer ";
-  if (header.empty()) return UnauthenticatedError("an 'Authorization: Bearer <token>' header is required");
+  if (header.empty())
+    return UnauthenticatedError("an 'Authorization: Bearer <token>' header is required");
   if (header.size() <= kBearer.size() || header.substr(0, kBearer.size()) != kBearer) {
     return UnauthenticatedError("the Authorization header must be 'Bearer <token>'");
   }
@@ -64,9 +65,9 @@ StatusOr<Principal> Authenticator::Authenticate(std::string_view header) {
     cache_[hash] = Entry{*record, now};
   }
   if (record->revoked_at) return UnauthenticatedError("the token has been revoked");
-  const int64_t wall_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                              clock_->WallNow().time_since_epoch())
-                              .count();
+  const int64_t wall_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(clock_->WallNow().time_since_epoch())
+          .count();
   if (record->expires_at && wall_ms >= *record->expires_at) {
     return UnauthenticatedError("the token has expired");
   }

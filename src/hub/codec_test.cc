@@ -22,7 +22,8 @@ TEST(CodecTest, RoundTripsGzipZstdAndIdentity) {
 TEST(CodecTest, DecodedSizeIsBounded) {
   const std::string zeros(10 << 20, '\0');
   for (const auto& [encoding, body] :
-       {std::pair<std::string, std::string>{"gzip", *GzipCompress(zeros)}, {"zstd", *ZstdCompress(zeros)}}) {
+       {std::pair<std::string, std::string>{"gzip", *GzipCompress(zeros)},
+        {"zstd", *ZstdCompress(zeros)}}) {
     EXPECT_LT(body.size(), 64u << 10);
     auto decoded = Decode(encoding, body, 1 << 20);
     EXPECT_EQ(decoded.status().code(), StatusCode::kOutOfRange) << encoding;
@@ -34,10 +35,14 @@ TEST(CodecTest, CorruptTruncatedAndUnknownEncodingsAreErrors) {
   const std::string data = Sample();
   std::string gz = *GzipCompress(data);
   std::string zs = *ZstdCompress(data);
-  EXPECT_EQ(Decode("gzip", gz.substr(0, gz.size() / 2), 1 << 20).status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(Decode("zstd", zs.substr(0, zs.size() / 2), 1 << 20).status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(Decode("gzip", "not gzip at all", 1 << 20).status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(Decode("zstd", "not zstd at all", 1 << 20).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(Decode("gzip", gz.substr(0, gz.size() / 2), 1 << 20).status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(Decode("zstd", zs.substr(0, zs.size() / 2), 1 << 20).status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(Decode("gzip", "not gzip at all", 1 << 20).status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(Decode("zstd", "not zstd at all", 1 << 20).status().code(),
+            StatusCode::kInvalidArgument);
   EXPECT_EQ(Decode("br", data, 1 << 20).status().code(), StatusCode::kUnimplemented);
 }
 

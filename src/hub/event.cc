@@ -1,8 +1,9 @@
 #include "hub/event.h"
 
+#include <simdjson.h>
+
 #include <cmath>
 #include <ctime>
-#include <simdjson.h>
 
 namespace edgeloop::hub {
 namespace {
@@ -11,7 +12,9 @@ namespace dom = simdjson::dom;
 
 constexpr size_t kMaxFieldBytes = 256;
 
-bool IsHex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
+bool IsHex(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
 
 int Digits(std::string_view text, size_t pos, size_t count) {
   if (pos + count > text.size()) return -1;
@@ -67,7 +70,8 @@ Status OptionalNumber(dom::object object, std::string_view name, std::optional<d
   if (value.get_double().get(number) != simdjson::SUCCESS) {
     return InvalidArgumentError("'" + std::string(name) + "' must be a number");
   }
-  if (!std::isfinite(number)) return InvalidArgumentError("'" + std::string(name) + "' must be finite");
+  if (!std::isfinite(number))
+    return InvalidArgumentError("'" + std::string(name) + "' must be finite");
   *out = number;
   return Status::Ok();
 }
@@ -85,11 +89,12 @@ Status OptionalBool(dom::object object, std::string_view name, std::optional<int
 
 Status ParseEvent(dom::object object, Event* event) {
   dom::element value;
-  if (object["type"].get(value) != simdjson::SUCCESS) return InvalidArgumentError("'type' is missing");
+  if (object["type"].get(value) != simdjson::SUCCESS)
+    return InvalidArgumentError("'type' is missing");
   RETURN_IF_ERROR(ShortText(value, "type", &event->type));
   if (event->type != "insight" && event->type != "anomaly" && event->type != "feedback") {
-    return InvalidArgumentError("'type' must be insight, anomaly or feedback, not '" +
-                                event->type + "'");
+    return InvalidArgumentError("'type' must be insight, anomaly or feedback, not '" + event->type +
+                                "'");
   }
   if (object["timestamp"].get(value) != simdjson::SUCCESS) {
     return InvalidArgumentError("'timestamp' is missing");
@@ -176,8 +181,9 @@ bool IsCanonicalUuid(std::string_view text) {
 StatusOr<int64_t> ParseRfc3339Ms(std::string_view text) {
   const Status bad = InvalidArgumentError("'" + std::string(text.substr(0, 40)) +
                                           "' is not an RFC 3339 timestamp");
-  if (text.size() < 20 || text[4] != '-' || text[7] != '-' || (text[10] != 'T' && text[10] != 't' && text[10] != ' ') ||
-      text[13] != ':' || text[16] != ':') {
+  if (text.size() < 20 || text[4] != '-' || text[7] != '-' ||
+      (text[10] != 'T' && text[10] != 't' && text[10] != ' ') || text[13] != ':' ||
+      text[16] != ':') {
     return bad;
   }
   const int year = Digits(text, 0, 4), month = Digits(text, 5, 2), day = Digits(text, 8, 2);
@@ -267,7 +273,8 @@ StatusOr<ParsedBatch> ParseBatch(std::string_view body, std::string_view default
     Event event;
     dom::element value;
     std::string_view id;
-    if (object["id"].get(value) != simdjson::SUCCESS || value.get_string().get(id) != simdjson::SUCCESS) {
+    if (object["id"].get(value) != simdjson::SUCCESS ||
+        value.get_string().get(id) != simdjson::SUCCESS) {
       rejection.error = "'id' is missing or not a string";
       batch.rejected.push_back(std::move(rejection));
       continue;

@@ -18,7 +18,7 @@ namespace edgeloop::hub {
 struct Event {
   std::string id;  // a canonical UUID (UUIDv7 from the edge)
   std::string site;
-  std::string type;  // insight | anomaly | feedback
+  std::string type;   // insight | anomaly | feedback
   int64_t ts_ms = 0;  // event time, Unix milliseconds
   std::string model;
   std::string model_version;
@@ -39,7 +39,7 @@ struct Event {
 };
 
 struct Rejection {
-  std::string id;  // "" when the line had no readable id
+  std::string id;    // "" when the line had no readable id
   int64_t line = 0;  // 1-based
   std::string error;
 };

@@ -42,13 +42,12 @@ TEST(ParseBatchTest, ParsesEveryField) {
 }
 
 TEST(ParseBatchTest, RejectsBadEventsOneByOneAndKeepsTheRest) {
-  std::string body = std::string(kGood) + "\n\n" +
-                     "not json\n" +
-                     R"({"id":"nope","type":"insight"})" + "\n" +
-                     R"({"id":"0190a1b2-c3d4-7e5f-8a9b-000000000002","type":"other","timestamp":0,"model":{"name":"m"}})" + "\n" +
-                     R"({"id":"0190a1b2-c3d4-7e5f-8a9b-000000000003","type":"insight","timestamp":0})" + "\n" +
-                     R"({"id":"0190a1b2-c3d4-7e5f-8a9b-000000000004","type":"feedback","timestamp":0})" + "\n" +
-                     R"([1,2])" + "\n";
+  std::string body =
+      std::string(kGood) + "\n\n" + "not json\n" + R"({"id":"nope","type":"insight"})" + "\n" +
+      R"({"id":"0190a1b2-c3d4-7e5f-8a9b-000000000002","type":"other","timestamp":0,"model":{"name":"m"}})" +
+      "\n" + R"({"id":"0190a1b2-c3d4-7e5f-8a9b-000000000003","type":"insight","timestamp":0})" +
+      "\n" + R"({"id":"0190a1b2-c3d4-7e5f-8a9b-000000000004","type":"feedback","timestamp":0})" +
+      "\n" + R"([1,2])" + "\n";
   auto batch = ParseBatch(body, "north", {});
   ASSERT_TRUE(batch.ok()) << batch.status();
   EXPECT_EQ(batch->events.size(), 1u);

@@ -15,7 +15,9 @@ using http::Method;
 using http::Response;
 using Json = nlohmann::json;
 
-std::string Dump(const Json& json) { return json.dump(-1, ' ', false, Json::error_handler_t::replace); }
+std::string Dump(const Json& json) {
+  return json.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
 
 Response JsonResponse(int status, const Json& json) { return Response::Json(status, Dump(json)); }
 
@@ -44,7 +46,8 @@ std::string UrlDecode(std::string_view text) {
   for (size_t i = 0; i < text.size(); ++i) {
     if (text[i] == '+') {
       out.push_back(' ');
-    } else if (text[i] == '%' && i + 2 < text.size() && Hex(text[i + 1]) >= 0 && Hex(text[i + 2]) >= 0) {
+    } else if (text[i] == '%' && i + 2 < text.size() && Hex(text[i + 1]) >= 0 &&
+               Hex(text[i + 2]) >= 0) {
       out.push_back(static_cast<char>(Hex(text[i + 1]) * 16 + Hex(text[i + 2])));
       i += 2;
     } else {
@@ -95,7 +98,8 @@ StatusOr<std::optional<int64_t>> ParseTime(std::string_view name, const std::str
   if (text.empty()) return std::optional<int64_t>();
   if (text.find('-') != std::string::npos && text.size() >= 20) {
     auto ms = ParseRfc3339Ms(text);
-    if (!ms.ok()) return InvalidArgumentError("'" + std::string(name) + "': " + ms.status().message());
+    if (!ms.ok())
+      return InvalidArgumentError("'" + std::string(name) + "': " + ms.status().message());
     return std::optional<int64_t>(*ms);
   }
   ASSIGN_OR_RETURN(int64_t ms, ParseInt(name, text));
@@ -106,7 +110,8 @@ StatusOr<std::optional<int64_t>> ParseTime(std::string_view name, const std::str
 StatusOr<int64_t> ParseDuration(std::string_view name, std::string_view text) {
   size_t digits = 0;
   while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
-  if (digits == 0) return InvalidArgumentError("'" + std::string(name) + "' must be like 5m, 1h or 1d");
+  if (digits == 0)
+    return InvalidArgumentError("'" + std::string(name) + "' must be like 5m, 1h or 1d");
   ASSIGN_OR_RETURN(int64_t n, ParseInt(name, text.substr(0, digits)));
   const std::string_view unit = text.substr(digits);
   int64_t scale;
@@ -121,7 +126,8 @@ StatusOr<int64_t> ParseDuration(std::string_view name, std::string_view text) {
   } else if (unit == "d") {
     scale = 86'400'000;
   } else {
-    return InvalidArgumentError("'" + std::string(name) + "' has an unknown unit '" + std::string(unit) + "'");
+    return InvalidArgumentError("'" + std::string(name) + "' has an unknown unit '" +
+                                std::string(unit) + "'");
   }
   if (n <= 0 || n > 366LL * 86'400'000 / scale) {
     return InvalidArgumentError("'" + std::string(name) + "' is out of range");
@@ -216,11 +222,13 @@ HubHandler::HubHandler(Store* store, metrics::Registry* registry, Clock* clock,
       options_(options),
       auth_(store, clock, options.token_cache_ttl),
       paused_(options.start_paused) {
-  events_accepted_ = registry->AddCounter("edgeloop_hub_events_total", "Uploaded events by outcome.",
-                                          {"outcome"})
-                         ->With({"accepted"});
-  events_duplicate_ = registry->AddCounter("edgeloop_hub_events_total", "", {"outcome"})->With({"duplicate"});
-  events_rejected_ = registry->AddCounter("edgeloop_hub_events_total", "", {"outcome"})->With({"rejected"});
+  events_accepted_ =
+      registry->AddCounter("edgeloop_hub_events_total", "Uploaded events by outcome.", {"outcome"})
+          ->With({"accepted"});
+  events_duplicate_ =
+      registry->AddCounter("edgeloop_hub_events_total", "", {"outcome"})->With({"duplicate"});
+  events_rejected_ =
+      registry->AddCounter("edgeloop_hub_events_total", "", {"outcome"})->With({"rejected"});
   uploads_ = registry->AddCounter("edgeloop_hub_uploads_total", "Uploads stored.")->With({});
   overloaded_ = registry
                     ->AddCounter("edgeloop_hub_overloaded_total",
@@ -339,7 +347,9 @@ void HubHandler::Ingest(const http::Request& request, http::Responder& respond) 
   auto decoded = Decode(encoding, request.body, options_.max_batch_bytes);
   if (!decoded.ok()) {
     const StatusCode code = decoded.status().code();
-    const int status = code == StatusCode::kOutOfRange ? 413 : code == StatusCode::kUnimplemented ? 415 : 400;
+    const int status = code == StatusCode::kOutOfRange      ? 413
+                       : code == StatusCode::kUnimplemented ? 415
+                                                            : 400;
     return respond(Response::Error(status, decoded.status().message()));
   }
   auto batch = ParseBatch(*decoded, principal->site, {options_.max_events, 1 << 20});
@@ -350,8 +360,11 @@ void HubHandler::Ingest(const http::Request& request, http::Responder& respond) 
   if (batch->events.empty() && batch->rejected.empty()) {
     return respond(Response::Error(400, "the batch holds no events"));
   }
-  UploadMeta meta{principal->site, WallMs(), std::string(request.Header("Idempotency-Key").substr(0, 200)),
-                  encoding, static_cast<int64_t>(request.body.size()),
+  UploadMeta meta{principal->site,
+                  WallMs(),
+                  std::string(request.Header("Idempotency-Key").substr(0, 200)),
+                  encoding,
+                  static_cast<int64_t>(request.body.size()),
                   static_cast<int64_t>(decoded->size())};
   auto result = store_->Ingest(meta, batch->events, static_cast<int64_t>(batch->rejected.size()));
   if (!result.ok()) {
@@ -380,9 +393,11 @@ void HubHandler::Ingest(const http::Request& request, http::Responder& respond) 
 Response HubHandler::AddSite(const http::Request& request) {
   auto principal = auth_.Authenticate(request.Header("Authorization"));
   if (!principal.ok()) return http::ErrorResponse(principal.status());
-  if (principal->role != Role::kAdmin) return Response::Error(403, "only admin tokens may add sites");
+  if (principal->role != Role::kAdmin)
+    return Response::Error(403, "only admin tokens may add sites");
   Json body = Json::parse(request.body, nullptr, false);
-  if (body.is_discarded() || !body.is_object() || !body.contains("name") || !body["name"].is_string()) {
+  if (body.is_discarded() || !body.is_object() || !body.contains("name") ||
+      !body["name"].is_string()) {
     return Response::Error(400, "the body must be {\"name\": \"<site>\"}");
   }
   const std::string name = body["name"];
@@ -391,7 +406,8 @@ Response HubHandler::AddSite(const http::Request& request) {
   auto token = NewToken();
   if (!token.ok()) return http::ErrorResponse(token.status());
   TokenRecord record{"site:" + name, Role::kSite, name, now, std::nullopt, std::nullopt};
-  if (Status s = store_->AddToken(HashToken(*token), record); !s.ok()) return http::ErrorResponse(s);
+  if (Status s = store_->AddToken(HashToken(*token), record); !s.ok())
+    return http::ErrorResponse(s);
   return JsonResponse(201, {{"site", name}, {"token", *token}});
 }
 
@@ -399,7 +415,8 @@ Response HubHandler::Query(const http::Request& request, std::string_view full_p
   auto principal = auth_.Authenticate(request.Header("Authorization"));
   if (!principal.ok()) {
     Response response = http::ErrorResponse(principal.status());
-    if (response.status == 401) response.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"edgeloop-hub\"");
+    if (response.status == 401)
+      response.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"edgeloop-hub\"");
     return response;
   }
   std::string_view path = full_path;
@@ -424,7 +441,8 @@ Response HubHandler::Query(const http::Request& request, std::string_view full_p
   if (!filter.ok()) return http::ErrorResponse(filter.status());
   auto limit = ParseInt("limit", params.Get("limit", "100"));
   if (!limit.ok()) return http::ErrorResponse(limit.status());
-  if (*limit < 1 || *limit > 1'000'000) return Response::Error(400, "'limit' must be between 1 and 1000000");
+  if (*limit < 1 || *limit > 1'000'000)
+    return Response::Error(400, "'limit' must be between 1 and 1000000");
   auto bucket = ParseDuration("bucket", params.Get("bucket", "1h"));
   if (!bucket.ok()) return http::ErrorResponse(bucket.status());
 
@@ -435,7 +453,8 @@ Response HubHandler::Query(const http::Request& request, std::string_view full_p
     if (!sites.ok()) return http::ErrorResponse(sites.status());
     const int64_t now = WallMs();
     SqlTable t;
-    t.columns = {"site", "created_at", "last_seen_at", "events_total", "uploads_total", "sync_state"};
+    t.columns = {"site",         "created_at",    "last_seen_at",
+                 "events_total", "uploads_total", "sync_state"};
     for (const SiteInfo& s : *sites) {
       std::string state = "never";
       if (s.last_seen_at) {
@@ -455,7 +474,8 @@ Response HubHandler::Query(const http::Request& request, std::string_view full_p
     size_t start = 0;
     while (start < group.size()) {
       const size_t comma = group.find(',', start);
-      const std::string item = group.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+      const std::string item =
+          group.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
       if (!item.empty()) group_by.push_back(item);
       if (comma == std::string::npos) break;
       start = comma + 1;
@@ -466,10 +486,12 @@ Response HubHandler::Query(const http::Request& request, std::string_view full_p
     if (const std::string text = params.Get("min_score"); !text.empty()) {
       char* end = nullptr;
       min_score = std::strtod(text.c_str(), &end);
-      if (end == text.c_str() || *end != '\0') return Response::Error(400, "'min_score' must be a number");
+      if (end == text.c_str() || *end != '\0')
+        return Response::Error(400, "'min_score' must be a number");
     }
     const std::string order = params.Get("order", "score");
-    if (order != "score" && order != "time") return Response::Error(400, "'order' must be score or time");
+    if (order != "score" && order != "time")
+      return Response::Error(400, "'order' must be score or time");
     table = store_->Anomalies(*filter, min_score, order == "score", *limit);
   } else if (name == "versions") {
     table = store_->Versions(*filter);
@@ -482,15 +504,17 @@ Response HubHandler::Query(const http::Request& request, std::string_view full_p
   } else if (name == "distribution") {
     auto bins = ParseInt("bins", params.Get("bins", "20"));
     if (!bins.ok()) return http::ErrorResponse(bins.status());
-    auto h = store_->Distribution(*filter, params.Get("metric", "latency_ms"), static_cast<int>(*bins));
+    auto h =
+        store_->Distribution(*filter, params.Get("metric", "latency_ms"), static_cast<int>(*bins));
     if (!h.ok()) return http::ErrorResponse(h.status());
     SqlTable t;
     t.columns = {"lower_bound", "count"};
-    for (size_t i = 0; i < h->counts.size(); ++i) t.rows.push_back({h->lower_bounds[i], h->counts[i]});
+    for (size_t i = 0; i < h->counts.size(); ++i)
+      t.rows.push_back({h->lower_bounds[i], h->counts[i]});
     if (csv) return TableResponse(t, true, name);
     Json json = TableJson(t);
     json["summary"] = {{"count", h->count}, {"min", h->min}, {"max", h->max}, {"mean", h->mean},
-                       {"p50", h->p50}, {"p90", h->p90}, {"p99", h->p99}};
+                       {"p50", h->p50},     {"p90", h->p90}, {"p99", h->p99}};
     return JsonResponse(200, json);
   } else {
     return Response::Error(404, "no such endpoint: " + std::string(full_path));

@@ -36,11 +36,11 @@ namespace edgeloop::hub {
 struct HubHandlerOptions {
   // Decoded upload size (413 beyond); the compressed size is the HTTP server's body limit.
   size_t max_batch_bytes = 32 << 20;
-  size_t max_events = 10'000;       // per upload (413 beyond)
-  int workers = 4;                  // threads running store work
-  size_t max_queue = 256;           // requests waiting for a worker before 429/503
+  size_t max_events = 10'000;  // per upload (413 beyond)
+  int workers = 4;             // threads running store work
+  size_t max_queue = 256;      // requests waiting for a worker before 429/503
   std::chrono::milliseconds token_cache_ttl{5'000};
-  std::chrono::milliseconds stale_after{5 * 60'000};    // sync state "stale" after this silence
+  std::chrono::milliseconds stale_after{5 * 60'000};     // sync state "stale" after this silence
   std::chrono::milliseconds offline_after{60 * 60'000};  // ... and "offline" after this
   // Tests: workers start only when Resume() is called, so that a full queue is reproducible.
   bool start_paused = false;
@@ -71,8 +71,8 @@ class HubHandler : public http::Handler {
   const HubHandlerOptions options_;
   Authenticator auth_;
 
-  std::shared_ptr<metrics::Counter> events_accepted_, events_duplicate_, events_rejected_,
-      uploads_, overloaded_;
+  std::shared_ptr<metrics::Counter> events_accepted_, events_duplicate_, events_rejected_, uploads_,
+      overloaded_;
   std::shared_ptr<metrics::Histogram> ingest_seconds_;
 
   std::mutex mu_;

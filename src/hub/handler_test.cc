@@ -83,7 +83,8 @@ class HandlerTest : public ::testing::Test {
   std::string AddToken(const std::string& name, Role role, const std::string& site,
                        std::optional<int64_t> expires = std::nullopt) {
     std::string token = *NewToken();
-    EXPECT_TRUE(store_->AddToken(HashToken(token), {name, role, site, kNowMs, expires, std::nullopt}).ok());
+    EXPECT_TRUE(
+        store_->AddToken(HashToken(token), {name, role, site, kNowMs, expires, std::nullopt}).ok());
     return token;
   }
 
@@ -110,7 +111,8 @@ class HandlerTest : public ::testing::Test {
   }
 
   Reply Upload(const std::string& token, std::string body, const std::string& encoding = "") {
-    std::vector<std::pair<std::string, std::string>> headers = {{"Authorization", "Bearer " + token}};
+    std::vector<std::pair<std::string, std::string>> headers = {
+        {"Authorization", "Bearer " + token}};
     if (!encoding.empty()) headers.emplace_back("Content-Encoding", encoding);
     return Call(http::Method::kPost, "/api/v1/ingest", std::move(body), headers);
   }
@@ -195,7 +197,10 @@ TYPED_TEST(HandlerTest, NoWrongExpiredOrRevokedTokenIsUnauthorized) {
   const std::string body = EventLine(1, "north");
   EXPECT_EQ(this->Call(http::Method::kPost, "/api/v1/ingest", body).status, 401);
   EXPECT_EQ(this->Upload("elh_wrong", body).status, 401);
-  EXPECT_EQ(this->Call(http::Method::kPost, "/api/v1/ingest", body, {{"Authorization", "Basic abc"}}).status, 401);
+  EXPECT_EQ(
+      this->Call(http::Method::kPost, "/api/v1/ingest", body, {{"Authorization", "Basic abc"}})
+          .status,
+      401);
   Reply missing = this->Call(http::Method::kGet, "/api/v1/stats");
   EXPECT_EQ(missing.status, 401);
   EXPECT_EQ(missing.Header("WWW-Authenticate"), "Bearer realm=\"edgeloop-hub\"");
@@ -219,8 +224,9 @@ TYPED_TEST(HandlerTest, ASiteTokenWritesOnlyItsOwnSiteAndReadsNothing) {
   Reply own = this->Upload(this->south_, EventLine(3, ""));
   ASSERT_EQ(own.status, 200) << own.body;
   EXPECT_EQ(Str(this->store_->Events({}, 10)->rows.at(0).at(1)), "south");
-  for (const char* path : {"/api/v1/sites", "/api/v1/stats", "/api/v1/anomalies", "/api/v1/events.csv",
-                           "/api/v1/uploads", "/api/v1/versions", "/api/v1/accuracy"}) {
+  for (const char* path :
+       {"/api/v1/sites", "/api/v1/stats", "/api/v1/anomalies", "/api/v1/events.csv",
+        "/api/v1/uploads", "/api/v1/versions", "/api/v1/accuracy"}) {
     EXPECT_EQ(this->Get(this->south_, path).status, 403) << path;
   }
   EXPECT_EQ(this->Get(this->south_, "/api/v1/whoami").json["site"], "south");
@@ -271,7 +277,10 @@ TYPED_TEST(HandlerTest, OversizedMalformedAndEmptyBatchesAre4xx) {
   EXPECT_EQ(invalid.json["accepted"], 0);
   EXPECT_EQ(invalid.json["rejected"].size(), 2u);
   EXPECT_TRUE(this->store_->Events({}, 10)->rows.empty());
-  EXPECT_EQ(this->Call(http::Method::kGet, "/api/v1/ingest", "", {{"Authorization", "Bearer " + this->north_}}).status, 405);
+  EXPECT_EQ(this->Call(http::Method::kGet, "/api/v1/ingest", "",
+                       {{"Authorization", "Bearer " + this->north_}})
+                .status,
+            405);
 }
 
 TYPED_TEST(HandlerTest, OverloadAnswers429WithRetryAfter) {

@@ -35,11 +35,12 @@ Status RunHub(const HubOptions& options) {
   {
     HubHandler handler(store.get(), &registry, Clock::Real(), options.handler);
     server->Start(&handler);
-    log::Info("listening", {{"address", server->address()},
-                            {"port", static_cast<int>(server->port())},
-                            {"store", store->dialect() == Dialect::kSqlite ? "sqlite" : "postgresql"},
-                            {"workers", options.handler.workers},
-                            {"version", build_info::kVersion}});
+    log::Info("listening",
+              {{"address", server->address()},
+               {"port", static_cast<int>(server->port())},
+               {"store", store->dialect() == Dialect::kSqlite ? "sqlite" : "postgresql"},
+               {"workers", options.handler.workers},
+               {"version", build_info::kVersion}});
     int received = 0;
     sigwait(&signals, &received);
     log::Info("shutting down", {{"signal", strsignal(received)}});

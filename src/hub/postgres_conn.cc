@@ -69,9 +69,11 @@ class PostgresConn final : public SqlConn {
   Dialect dialect() const override { return Dialect::kPostgres; }
 
   Status Error(std::string_view what, const PGresult* result) {
-    std::string message = std::string(what) + ": " +
-                          (result != nullptr ? PQresultErrorMessage(result) : PQerrorMessage(conn_));
-    while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
+    std::string message =
+        std::string(what) + ": " +
+        (result != nullptr ? PQresultErrorMessage(result) : PQerrorMessage(conn_));
+    while (!message.empty() && (message.back() == '\n' || message.back() == ' '))
+      message.pop_back();
     if (PQstatus(conn_) != CONNECTION_OK) {
       // Reconnect for the next user of this pooled connection; this call still fails.
       PQreset(conn_);
@@ -86,7 +88,8 @@ class PostgresConn final : public SqlConn {
           code == "40P01") {
         return UnavailableError(message);
       }
-      if (code.substr(0, 2) == "22" || code.substr(0, 2) == "23") return InvalidArgumentError(message);
+      if (code.substr(0, 2) == "22" || code.substr(0, 2) == "23")
+        return InvalidArgumentError(message);
     }
     return InternalError(message);
   }
@@ -95,7 +98,8 @@ class PostgresConn final : public SqlConn {
     const std::string sql(script);
     Result result(PQexec(conn_, sql.c_str()), PQclear);
     const auto status = PQresultStatus(result.get());
-    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) return Error("postgresql", result.get());
+    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK)
+      return Error("postgresql", result.get());
     return Status::Ok();
   }
 
@@ -123,7 +127,8 @@ class PostgresConn final : public SqlConn {
                                values.data(), nullptr, nullptr, 0),
                   PQclear);
     const auto status = PQresultStatus(result.get());
-    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) return Error("postgresql", result.get());
+    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK)
+      return Error("postgresql", result.get());
     return result;
   }
 
@@ -182,9 +187,9 @@ class PostgresConn final : public SqlConn {
   StatusOr<int64_t> InsertEvents(const std::vector<Event>& events, int64_t received_at) override {
     if (events.empty()) return 0;
     if (!stage_ready_) {
-      RETURN_IF_ERROR(Exec(
-          "CREATE TEMP TABLE IF NOT EXISTS ingest_stage (LIKE events INCLUDING DEFAULTS) "
-          "ON COMMIT DELETE ROWS"));
+      RETURN_IF_ERROR(
+          Exec("CREATE TEMP TABLE IF NOT EXISTS ingest_stage (LIKE events INCLUDING DEFAULTS) "
+               "ON COMMIT DELETE ROWS"));
       stage_ready_ = true;
     }
     const std::string copy = "COPY ingest_stage (" + std::string(kEventColumns) + ") FROM STDIN";
@@ -275,7 +280,8 @@ StatusOr<std::unique_ptr<SqlConn>> OpenPostgres(const std::string& conninfo) {
   auto owned = std::make_unique<PostgresConn>(conn);
   if (PQstatus(conn) != CONNECTION_OK) {
     std::string message = PQerrorMessage(conn);
-    while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
+    while (!message.empty() && (message.back() == '\n' || message.back() == ' '))
+      message.pop_back();
     return UnavailableError("cannot connect to PostgreSQL: " + message);
   }
   RETURN_IF_ERROR(owned->Exec("SET client_min_messages = warning"));

@@ -107,8 +107,9 @@ class SqliteConn final : public SqlConn {
 
   StatusOr<int64_t> InsertEvents(const std::vector<Event>& events, int64_t received_at) override {
     if (insert_ == nullptr) {
-      const std::string sql = "INSERT INTO events (" + std::string(kEventColumns) +
-                              ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING";
+      const std::string sql =
+          "INSERT INTO events (" + std::string(kEventColumns) +
+          ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING";
       if (sqlite3_prepare_v3(db_, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &insert_, nullptr) !=
           SQLITE_OK) {
         return Error("prepare insert");
@@ -180,9 +181,8 @@ class SqliteConn final : public SqlConn {
 
 StatusOr<std::unique_ptr<SqlConn>> OpenSqlite(const std::string& path) {
   sqlite3* db = nullptr;
-  const int rc = sqlite3_open_v2(path.c_str(), &db,
-                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                                 nullptr);
+  const int rc = sqlite3_open_v2(
+      path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   auto conn = std::make_unique<SqliteConn>(db);
   if (rc != SQLITE_OK) return UnavailableError("cannot open " + path + ": " + sqlite3_errmsg(db));
   sqlite3_busy_timeout(db, 30'000);

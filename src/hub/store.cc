@@ -121,7 +121,8 @@ const Migration kMigrations[] = {
 };
 
 std::string MigrationScript(const Migration& m, Dialect dialect) {
-  std::string script = dialect == Dialect::kPostgres && m.postgres != nullptr ? m.postgres : m.sqlite;
+  std::string script =
+      dialect == Dialect::kPostgres && m.postgres != nullptr ? m.postgres : m.sqlite;
   const std::string id = dialect == Dialect::kPostgres
                              ? "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
                              : "INTEGER PRIMARY KEY AUTOINCREMENT";
@@ -159,8 +160,8 @@ std::string AsText(const SqlValue& value) {
 bool ValidSiteName(const std::string& name) {
   if (name.empty() || name.size() > 64) return false;
   return std::all_of(name.begin(), name.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '_' || c == '.';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.';
   });
 }
 
@@ -295,9 +296,9 @@ StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& url, const Store
 
 StatusOr<int> Store::SchemaVersion() {
   Lease conn = Acquire();
-  RETURN_IF_ERROR(conn->Exec(
-      "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
-      "name TEXT NOT NULL, applied_at BIGINT NOT NULL)"));
+  RETURN_IF_ERROR(
+      conn->Exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                 "name TEXT NOT NULL, applied_at BIGINT NOT NULL)"));
   ASSIGN_OR_RETURN(SqlTable table,
                    conn->Query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", {}));
   return static_cast<int>(AsInt(table.rows.at(0).at(0)));
@@ -328,12 +329,14 @@ StatusOr<std::vector<int>> Store::Migrate() {
     }
     Status status = conn->Exec(MigrationScript(m, dialect_));
     if (status.ok()) {
-      status = conn->Execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                             {int64_t{m.version}, std::string(m.name),
-                              static_cast<int64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                       std::chrono::system_clock::now().time_since_epoch())
-                                                       .count())})
-                   .status();
+      status =
+          conn->Execute(
+                  "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                  {int64_t{m.version}, std::string(m.name),
+                   static_cast<int64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                            std::chrono::system_clock::now().time_since_epoch())
+                                            .count())})
+              .status();
     }
     if (status.ok()) status = conn->Commit();
     if (!status.ok()) {
@@ -367,7 +370,8 @@ StatusOr<std::vector<SiteInfo>> Store::ListSites() {
                                {}));
   std::vector<SiteInfo> sites;
   for (const auto& row : table.rows) {
-    sites.push_back({AsText(row[0]), AsInt(row[1]), AsOptInt(row[2]), AsInt(row[3]), AsInt(row[4])});
+    sites.push_back(
+        {AsText(row[0]), AsInt(row[1]), AsOptInt(row[2]), AsInt(row[3]), AsInt(row[4])});
   }
   return sites;
 }
@@ -387,7 +391,8 @@ Status Store::AddToken(const std::string& hash, const TokenRecord& record) {
   }
   Lease conn = Acquire();
   auto inserted = conn->Execute(
-      "INSERT INTO tokens (hash, name, role, site, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+      "INSERT INTO tokens (hash, name, role, site, created_at, expires_at) VALUES (?, ?, ?, ?, ?, "
+      "?)",
       {hash, record.name, std::string(RoleName(record.role)),
        record.site.empty() ? SqlValue{} : SqlValue{record.site}, record.created_at,
        record.expires_at ? SqlValue{*record.expires_at} : SqlValue{}});
@@ -403,8 +408,8 @@ StatusOr<std::optional<TokenRecord>> Store::FindToken(const std::string& hash) {
   if (table.rows.empty()) return std::optional<TokenRecord>();
   const auto& row = table.rows[0];
   ASSIGN_OR_RETURN(Role role, ParseRole(AsText(row[1])));
-  return std::optional<TokenRecord>(
-      TokenRecord{AsText(row[0]), role, AsText(row[2]), AsInt(row[3]), AsOptInt(row[4]), AsOptInt(row[5])});
+  return std::optional<TokenRecord>(TokenRecord{AsText(row[0]), role, AsText(row[2]), AsInt(row[3]),
+                                                AsOptInt(row[4]), AsOptInt(row[5])});
 }
 
 StatusOr<std::vector<TokenRecord>> Store::ListTokens() {
@@ -416,7 +421,8 @@ StatusOr<std::vector<TokenRecord>> Store::ListTokens() {
   std::vector<TokenRecord> tokens;
   for (const auto& row : table.rows) {
     ASSIGN_OR_RETURN(Role role, ParseRole(AsText(row[1])));
-    tokens.push_back({AsText(row[0]), role, AsText(row[2]), AsInt(row[3]), AsOptInt(row[4]), AsOptInt(row[5])});
+    tokens.push_back(
+        {AsText(row[0]), role, AsText(row[2]), AsInt(row[3]), AsOptInt(row[4]), AsOptInt(row[5])});
   }
   return tokens;
 }
@@ -452,7 +458,8 @@ StatusOr<IngestResult> Store::Ingest(const UploadMeta& meta, const std::vector<E
     }
     for (size_t start = 0; start < feedback.size(); start += kRowsPerInsert) {
       const size_t end = std::min(feedback.size(), start + kRowsPerInsert);
-      std::string sql = "INSERT INTO feedback (event_id, site, target_id, label, correct, ts) VALUES ";
+      std::string sql =
+          "INSERT INTO feedback (event_id, site, target_id, label, correct, ts) VALUES ";
       std::vector<SqlValue> params;
       for (size_t i = start; i < end; ++i) {
         const Event& e = *feedback[i];
@@ -472,7 +479,8 @@ StatusOr<IngestResult> Store::Ingest(const UploadMeta& meta, const std::vector<E
     std::map<std::tuple<std::string, std::string, std::string>, std::pair<int64_t, int64_t>> seen;
     for (const Event& e : events) {
       if (e.model.empty()) continue;
-      auto [it, fresh] = seen.try_emplace({e.model, e.model_version, e.model_digest}, e.ts_ms, e.ts_ms);
+      auto [it, fresh] =
+          seen.try_emplace({e.model, e.model_version, e.model_digest}, e.ts_ms, e.ts_ms);
       if (!fresh) {
         it->second.first = std::min(it->second.first, e.ts_ms);
         it->second.second = std::max(it->second.second, e.ts_ms);
@@ -480,9 +488,10 @@ StatusOr<IngestResult> Store::Ingest(const UploadMeta& meta, const std::vector<E
     }
     const bool pg = dialect_ == Dialect::kPostgres;
     const std::string upsert =
-        std::string("INSERT INTO model_versions (site, model, version, digest, first_seen_at, "
-                    "last_seen_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (site, model, version, "
-                    "digest) DO UPDATE SET first_seen_at = ") +
+        std::string(
+            "INSERT INTO model_versions (site, model, version, digest, first_seen_at, "
+            "last_seen_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (site, model, version, "
+            "digest) DO UPDATE SET first_seen_at = ") +
         (pg ? "LEAST" : "MIN") + "(model_versions.first_seen_at, excluded.first_seen_at), " +
         "last_seen_at = " + (pg ? "GREATEST" : "MAX") +
         "(model_versions.last_seen_at, excluded.last_seen_at)";
@@ -498,15 +507,15 @@ StatusOr<IngestResult> Store::Ingest(const UploadMeta& meta, const std::vector<E
                                    {meta.received_at, result.accepted, meta.site}));
     if (updated == 0) return NotFoundError("site '" + meta.site + "' does not exist");
     RETURN_IF_ERROR(
-        conn->Execute("INSERT INTO uploads (site, received_at, idempotency_key, encoding, "
-                      "bytes_received, bytes, events, accepted, duplicates, rejected) VALUES "
-                      "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                      {meta.site, meta.received_at,
-                       meta.idempotency_key.empty() ? SqlValue{} : SqlValue{meta.idempotency_key},
-                       meta.encoding.empty() ? std::string("identity") : meta.encoding,
-                       meta.bytes_received, meta.bytes,
-                       static_cast<int64_t>(events.size()) + rejected, result.accepted,
-                       result.duplicates, rejected})
+        conn->Execute(
+                "INSERT INTO uploads (site, received_at, idempotency_key, encoding, "
+                "bytes_received, bytes, events, accepted, duplicates, rejected) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                {meta.site, meta.received_at,
+                 meta.idempotency_key.empty() ? SqlValue{} : SqlValue{meta.idempotency_key},
+                 meta.encoding.empty() ? std::string("identity") : meta.encoding,
+                 meta.bytes_received, meta.bytes, static_cast<int64_t>(events.size()) + rejected,
+                 result.accepted, result.duplicates, rejected})
             .status());
     RETURN_IF_ERROR(conn->Commit());
     return result;
@@ -592,8 +601,8 @@ StatusOr<Histogram> Store::Distribution(const QueryFilter& filter, const std::st
   }
   if (bins < 1 || bins > 1000) return InvalidArgumentError("bins must be between 1 and 1000");
   std::vector<SqlValue> params;
-  const std::string where =
-      " FROM events WHERE " + metric + " IS NOT NULL AND type <> 'feedback'" + Where(filter, &params);
+  const std::string where = " FROM events WHERE " + metric + " IS NOT NULL AND type <> 'feedback'" +
+                            Where(filter, &params);
   Lease conn = Acquire();
   ASSIGN_OR_RETURN(SqlTable summary,
                    conn->Query("SELECT COUNT(" + metric + "), MIN(" + metric + "), MAX(" + metric +
@@ -623,8 +632,9 @@ StatusOr<Histogram> Store::Distribution(const QueryFilter& filter, const std::st
                               : "CAST((" + metric + " - ?) / ? AS INTEGER)";
   std::vector<SqlValue> b_params = {h.min, width};
   b_params.insert(b_params.end(), params.begin(), params.end());
-  ASSIGN_OR_RETURN(SqlTable table,
-                   conn->Query("SELECT " + bin + " AS b, COUNT(*)" + where + " GROUP BY 1", b_params));
+  ASSIGN_OR_RETURN(
+      SqlTable table,
+      conn->Query("SELECT " + bin + " AS b, COUNT(*)" + where + " GROUP BY 1", b_params));
   for (const auto& row : table.rows) {
     const int64_t b = std::clamp<int64_t>(AsInt(row[0]), 0, bins - 1);
     h.counts[static_cast<size_t>(b)] += AsInt(row[1]);

@@ -51,7 +51,9 @@ Event Feedback(int n, const std::string& site, int64_t ts, int target, const std
   return e;
 }
 
-UploadMeta Meta(const std::string& site) { return {site, kT0 + 10 * kHour, "key-1", "zstd", 100, 1000}; }
+UploadMeta Meta(const std::string& site) {
+  return {site, kT0 + 10 * kHour, "key-1", "zstd", 100, 1000};
+}
 
 int64_t Int(const SqlValue& v) {
   if (const auto* n = std::get_if<int64_t>(&v)) return *n;
@@ -151,7 +153,8 @@ TYPED_TEST(StoreTest, TokensAreFoundByHashAndRevoked) {
 
 TYPED_TEST(StoreTest, IngestIsIdempotentByEventId) {
   std::vector<Event> batch;
-  for (int i = 0; i < 50; ++i) batch.push_back(Insight(i, "north", kT0 + i * 1000, i % 10 == 0, i / 50.0));
+  for (int i = 0; i < 50; ++i)
+    batch.push_back(Insight(i, "north", kT0 + i * 1000, i % 10 == 0, i / 50.0));
   auto first = this->store_->Ingest(Meta("north"), batch, 0);
   ASSERT_TRUE(first.ok()) << first.status();
   EXPECT_EQ(first->accepted, 50);
@@ -200,7 +203,8 @@ TYPED_TEST(StoreTest, TextWithTabsNewlinesAndBackslashesRoundTrips) {
 }
 
 TYPED_TEST(StoreTest, IngestRefusesEventsOfAnotherSiteAndUnknownSites) {
-  auto mixed = this->store_->Ingest(Meta("north"), {Insight(1, "north", kT0), Insight(2, "south", kT0)}, 0);
+  auto mixed =
+      this->store_->Ingest(Meta("north"), {Insight(1, "north", kT0), Insight(2, "south", kT0)}, 0);
   EXPECT_EQ(mixed.status().code(), StatusCode::kPermissionDenied);
   auto unknown = this->store_->Ingest(Meta("west"), {Insight(3, "west", kT0)}, 0);
   EXPECT_EQ(unknown.status().code(), StatusCode::kNotFound);
@@ -211,7 +215,8 @@ TYPED_TEST(StoreTest, IngestRefusesEventsOfAnotherSiteAndUnknownSites) {
 
 TYPED_TEST(StoreTest, CountsByBucketAndSiteWithAnomalyRate) {
   std::vector<Event> north, south;
-  for (int i = 0; i < 40; ++i) north.push_back(Insight(i, "north", kT0 + (i % 4) * kHour, i % 4 == 0));
+  for (int i = 0; i < 40; ++i)
+    north.push_back(Insight(i, "north", kT0 + (i % 4) * kHour, i % 4 == 0));
   for (int i = 100; i < 110; ++i) south.push_back(Insight(i, "south", kT0 + kHour, false));
   ASSERT_TRUE(this->store_->Ingest(Meta("north"), north, 0).ok());
   ASSERT_TRUE(this->store_->Ingest(Meta("south"), south, 0).ok());
@@ -243,7 +248,8 @@ TYPED_TEST(StoreTest, CountsByBucketAndSiteWithAnomalyRate) {
   ASSERT_TRUE(windowed.ok());
   ASSERT_EQ(windowed->rows.size(), 1u);
   EXPECT_EQ(Int(windowed->rows[0][Col(*windowed, "events")]), 20);
-  EXPECT_EQ(this->store_->Counts({}, kHour, {"nope"}).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(this->store_->Counts({}, kHour, {"nope"}).status().code(),
+            StatusCode::kInvalidArgument);
 }
 
 TYPED_TEST(StoreTest, AnomaliesAreFilteredAndOrdered) {
@@ -264,12 +270,15 @@ TYPED_TEST(StoreTest, AnomaliesAreFilteredAndOrdered) {
 }
 
 TYPED_TEST(StoreTest, VersionsSeenPerSite) {
-  ASSERT_TRUE(this->store_->Ingest(Meta("north"), {Insight(1, "north", kT0, false, 0, "1"),
-                                                   Insight(2, "north", kT0 + 5, false, 0, "2"),
-                                                   Insight(3, "north", kT0 + 9, false, 0, "2")},
-                                   0)
+  ASSERT_TRUE(this->store_
+                  ->Ingest(Meta("north"),
+                           {Insight(1, "north", kT0, false, 0, "1"),
+                            Insight(2, "north", kT0 + 5, false, 0, "2"),
+                            Insight(3, "north", kT0 + 9, false, 0, "2")},
+                           0)
                   .ok());
-  ASSERT_TRUE(this->store_->Ingest(Meta("north"), {Insight(4, "north", kT0 - 7, false, 0, "2")}, 0).ok());
+  ASSERT_TRUE(
+      this->store_->Ingest(Meta("north"), {Insight(4, "north", kT0 - 7, false, 0, "2")}, 0).ok());
   auto versions = this->store_->Versions({});
   ASSERT_TRUE(versions.ok()) << versions.status();
   ASSERT_EQ(versions->rows.size(), 2u);

@@ -1,6 +1,7 @@
 #include "hub/test_postgres.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <libpq-fe.h>
 #include <netinet/in.h>
 #include <pwd.h>
@@ -8,8 +9,6 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <fcntl.h>
 
 #include <algorithm>
 #include <chrono>
@@ -43,7 +42,8 @@ StatusOr<pid_t> Spawn(const std::vector<std::string>& argv, const std::string& l
   const bool drop = ::geteuid() == 0;
   if (drop) {
     const passwd* pw = ::getpwnam("postgres");
-    if (pw == nullptr) return FailedPreconditionError("running as root and there is no postgres user");
+    if (pw == nullptr)
+      return FailedPreconditionError("running as root and there is no postgres user");
     uid = pw->pw_uid;
     gid = pw->pw_gid;
   }
@@ -92,13 +92,15 @@ std::string FindPostgresBinDir() {
 StatusOr<std::unique_ptr<TestPostgres>> TestPostgres::Start(bool durable) {
   std::unique_ptr<TestPostgres> pg(new TestPostgres());
   pg->bin_dir_ = FindPostgresBinDir();
-  if (pg->bin_dir_.empty()) return NotFoundError("PostgreSQL is not installed (/usr/lib/postgresql/*/bin)");
+  if (pg->bin_dir_.empty())
+    return NotFoundError("PostgreSQL is not installed (/usr/lib/postgresql/*/bin)");
   RETURN_IF_ERROR(Chown(pg->dir_.path()));
   const std::string data = (pg->dir_.path() / "data").string();
   const std::string log = (pg->dir_.path() / "postgres.log").string();
-  ASSIGN_OR_RETURN(pid_t initdb, Spawn({pg->bin_dir_ + "/initdb", "-D", data, "-U", "postgres", "-A",
-                                        "trust", "-E", "UTF8", "--no-sync", "--no-instructions"},
-                                       log));
+  ASSIGN_OR_RETURN(pid_t initdb,
+                   Spawn({pg->bin_dir_ + "/initdb", "-D", data, "-U", "postgres", "-A", "trust",
+                          "-E", "UTF8", "--no-sync", "--no-instructions"},
+                         log));
   int status = 0;
   ::waitpid(initdb, &status, 0);
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
@@ -106,9 +108,17 @@ StatusOr<std::unique_ptr<TestPostgres>> TestPostgres::Start(bool durable) {
   }
   for (int attempt = 0; attempt < 5; ++attempt) {
     pg->port_ = FreePort();
-    std::vector<std::string> argv = {pg->bin_dir_ + "/postgres", "-D", data, "-p",
-                                     std::to_string(pg->port_), "-k", pg->dir_.path().string(),
-                                     "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200"};
+    std::vector<std::string> argv = {pg->bin_dir_ + "/postgres",
+                                     "-D",
+                                     data,
+                                     "-p",
+                                     std::to_string(pg->port_),
+                                     "-k",
+                                     pg->dir_.path().string(),
+                                     "-c",
+                                     "listen_addresses=127.0.0.1",
+                                     "-c",
+                                     "max_connections=200"};
     if (!durable) {
       for (const char* setting : {"fsync=off", "synchronous_commit=off", "full_page_writes=off"}) {
         argv.push_back("-c");

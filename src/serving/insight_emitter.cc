@@ -1,11 +1,11 @@
 #include "serving/insight_emitter.h"
 
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <set>
-#include <cstring>
 
 #include "common/logging.h"
 #include "queue/uuid.h"
@@ -18,9 +18,7 @@ using Json = nlohmann::json;
 using inference::DataType;
 using inference::Tensor;
 
-int64_t RowsOf(const Tensor& tensor) {
-  return tensor.shape().empty() ? 1 : tensor.shape().front();
-}
+int64_t RowsOf(const Tensor& tensor) { return tensor.shape().empty() ? 1 : tensor.shape().front(); }
 
 int64_t PerRow(const Tensor& tensor) {
   const int64_t rows = RowsOf(tensor);
@@ -97,7 +95,8 @@ Tensor SelectRows(const Tensor& tensor, const std::vector<int64_t>& rows) {
     }
     return out;
   }
-  const size_t row_bytes = static_cast<size_t>(per_row) * inference::DataTypeByteSize(tensor.datatype());
+  const size_t row_bytes =
+      static_cast<size_t>(per_row) * inference::DataTypeByteSize(tensor.datatype());
   for (size_t r = 0; r < rows.size(); ++r) {
     std::memcpy(out.bytes().data() + r * row_bytes,
                 tensor.bytes().data() + static_cast<size_t>(rows[r]) * row_bytes, row_bytes);
@@ -146,15 +145,15 @@ InsightEmitter::InsightEmitter(InsightOptions options) : options_(std::move(opti
          {"overflow", "queue_unavailable", "queue_full", "too_large", "shutdown"}) {
       dropped_->With({reason});  // exported at 0 from the start
     }
-    auto* emitted = options_.metrics->AddCounter(
-        "edgeloop_insight_events_total", "Events appended to the queue, by type", {"type"});
+    auto* emitted = options_.metrics->AddCounter("edgeloop_insight_events_total",
+                                                 "Events appended to the queue, by type", {"type"});
     emitted_insight_ = emitted->With({"insight"});
     emitted_anomaly_ = emitted->With({"anomaly"});
     emitted_feedback_ = emitted->With({"feedback"});
-    buffered_ = options_.metrics
-                    ->AddGauge("edgeloop_insight_events_buffered",
-                               "Events waiting in memory for the queue")
-                    ->With({});
+    buffered_ =
+        options_.metrics
+            ->AddGauge("edgeloop_insight_events_buffered", "Events waiting in memory for the queue")
+            ->With({});
   }
 }
 
@@ -233,8 +232,7 @@ bool InsightEmitter::Push(Pending pending) {
 }
 
 void InsightEmitter::OnPrediction(const std::shared_ptr<const ServableVersion>& servable,
-                                  const std::string& request_id,
-                                  const std::vector<Tensor>& inputs,
+                                  const std::string& request_id, const std::vector<Tensor>& inputs,
                                   const std::vector<Tensor>& outputs, double latency_seconds) {
   if (inputs.empty() || outputs.empty()) return;
   const int64_t rows = RowsOf(inputs.front());
@@ -328,18 +326,19 @@ std::vector<queue::Event> InsightEmitter::Build(Pending& pending) {
     event.id = queue::NewEventId(*options_.clock);
     event.type = verdict ? "anomaly" : "insight";
     event.priority = queue::DefaultPriority(event.type);
-    Json body = {{"id", event.id},
-                 {"type", event.type},
-                 {"site", options_.site},
-                 {"model",
-                  {{"name", config.name}, {"version", servable.version_string}, {"digest", digest}}},
-                 {"timestamp", timestamp},
-                 {"request_id", pending.request_id},
-                 {"row", pending.rows[r]},
-                 {"inputs", std::move(inputs)},
-                 {"outputs", std::move(outputs)},
-                 {"anomaly", {{"verdict", verdict}, {"score", score ? Json(*score) : Json()}}},
-                 {"latency_ms", pending.latency_seconds * 1000.0}};
+    Json body = {
+        {"id", event.id},
+        {"type", event.type},
+        {"site", options_.site},
+        {"model",
+         {{"name", config.name}, {"version", servable.version_string}, {"digest", digest}}},
+        {"timestamp", timestamp},
+        {"request_id", pending.request_id},
+        {"row", pending.rows[r]},
+        {"inputs", std::move(inputs)},
+        {"outputs", std::move(outputs)},
+        {"anomaly", {{"verdict", verdict}, {"score", score ? Json(*score) : Json()}}},
+        {"latency_ms", pending.latency_seconds * 1000.0}};
     event.payload = body.dump(-1, ' ', false, Json::error_handler_t::replace);
     events.push_back(std::move(event));
   }

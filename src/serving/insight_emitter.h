@@ -111,7 +111,7 @@ class InsightEmitter {
 
   explicit InsightEmitter(InsightOptions options);
   static size_t Count(const Pending& pending);  // events the item stands for
-  bool Push(Pending pending);  // false (and counted) when full or stopped
+  bool Push(Pending pending);                   // false (and counted) when full or stopped
   void Drop(const std::string& reason, uint64_t n = 1);
   void Loop();
   // Builds the events of one hand-off item.
@@ -130,7 +130,7 @@ class InsightEmitter {
   bool stopping_ = false;        // GUARDED_BY(mu_)
   bool queue_down_ = false;      // GUARDED_BY(mu_)
   Clock::SteadyTime stop_deadline_;  // GUARDED_BY(mu_)
-  int64_t appended_ = 0;         // GUARDED_BY(mu_)
+  int64_t appended_ = 0;             // GUARDED_BY(mu_)
   std::thread thread_;
 
   std::map<std::string, std::string> digests_;  // emitter thread only: model file → digest
@@ -141,8 +141,8 @@ class InsightEmitter {
 };
 
 // The verdict and score of row `row` of `outputs` (see the class comment).
-std::pair<bool, std::optional<double>> AnomalyVerdict(
-    const std::vector<inference::Tensor>& outputs, int64_t row, std::optional<double> threshold);
+std::pair<bool, std::optional<double>> AnomalyVerdict(const std::vector<inference::Tensor>& outputs,
+                                                      int64_t row, std::optional<double> threshold);
 
 }  // namespace edgeloop::serving
 

@@ -13,9 +13,9 @@ namespace edgeloop::serving {
 namespace {
 
 using Json = nlohmann::json;
+using edgeloop::testing::TempDir;
 using inference::DataType;
 using inference::Tensor;
-using edgeloop::testing::TempDir;
 
 Tensor Fp32(const std::string& name, std::vector<int64_t> shape, std::vector<float> values) {
   Tensor tensor(name, DataType::kFp32, shape);

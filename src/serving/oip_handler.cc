@@ -6,8 +6,8 @@
 
 #include "common/build_info.h"
 #include "common/json_util.h"
-#include "serving/deployment.h"
 #include "queue/uuid.h"
+#include "serving/deployment.h"
 #include "serving/infer_codec.h"
 #include "serving/insight_emitter.h"
 
@@ -397,18 +397,19 @@ void OipHandler::Feedback(const http::Request& request, std::string_view model,
   }
   std::string comment;
   if (body.contains("comment")) {
-    if (!body["comment"].is_string()) return respond(Response::Error(400, "'comment' must be a string"));
+    if (!body["comment"].is_string())
+      return respond(Response::Error(400, "'comment' must be a string"));
     comment = body["comment"].get<std::string>();
   }
   const std::string version_string = version ? std::to_string(*version) : "";
   auto shared = std::make_shared<http::Responder>(std::move(respond));
   const std::string request_id = body["request_id"].get<std::string>();
-  insights_->OnFeedback(std::string(model), version_string, request_id, Dump(body["label"]),
-                        std::move(comment), [shared, request_id](StatusOr<std::string> id) {
-                          if (!id.ok()) return (*shared)(http::ErrorResponse(id.status()));
-                          (*shared)(Response::Json(
-                              201, Dump({{"id", *id}, {"request_id", request_id}})));
-                        });
+  insights_->OnFeedback(
+      std::string(model), version_string, request_id, Dump(body["label"]), std::move(comment),
+      [shared, request_id](StatusOr<std::string> id) {
+        if (!id.ok()) return (*shared)(http::ErrorResponse(id.status()));
+        (*shared)(Response::Json(201, Dump({{"id", *id}, {"request_id", request_id}})));
+      });
 }
 
 }  // namespace edgeloop::serving
