@@ -7,6 +7,7 @@ Status StateReader::Raw(void* p, size_t n) {
     failed_ = true;
     return DataLossError("detector state is truncated");
   }
+  if (n == 0) return Status::Ok();  // an empty vector's data() may be null: no memcpy
   std::memcpy(p, data_.data() + pos_, n);
   pos_ += n;
   return Status::Ok();
