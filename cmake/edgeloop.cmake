@@ -41,6 +41,11 @@ function(edgeloop_test name)
   target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gmock GTest::gtest_main)
   edgeloop_apply_flags(${name})
   add_test(NAME ${name} COMMAND ${name} --gtest_brief=1)
+  # `unit_tests` builds every unit-test binary and nothing else (the sanitizer stage of make test).
+  if(NOT TARGET unit_tests)
+    add_custom_target(unit_tests)
+  endif()
+  add_dependencies(unit_tests ${name})
   set_tests_properties(${name} PROPERTIES LABELS unit
                        ENVIRONMENT "EDGELOOP_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
 endfunction()
