@@ -28,6 +28,8 @@
 //   after a backoff from RetryPolicy (exponential, with jitter), or moves it to the dead-letter
 //   queue when it has used max_attempts. A lease that expires counts as a failed attempt with
 //   reason "lease expired".
+// * Release hands a lease back without spending an attempt (the consumer never started on it);
+//   DeadLetter moves a leased event to the DLQ at once (a failure no retry can fix).
 // * Dead events keep their payload, reason and attempt history until DlqReplay puts them back
 //   (ready, with a fresh attempt count; the history is kept) or the disk budget drops them.
 //
@@ -208,10 +210,11 @@ class Queue {
   Status AppendOne(Event event);
 
   // Leases up to `max` visible events to `consumer` for `visibility` (0: default_visibility):
-  // embedded, higher priority first, then oldest first; Redis, in append order. If none is visible,
-  // waits up to `wait` (real time) for one to be appended, then returns what it has (possibly
-  // nothing). Expired leases found on the way count as failed attempts (dead-lettering events that
-  // used max_attempts). (Inside Queue the name Lease is this method; the struct is queue::Lease.)
+  // higher priority first, then oldest first, in both backends (Redis keeps one stream per
+  // priority). If none is visible, waits up to `wait` (real time) for one to be appended, then
+  // returns what it has (possibly nothing). Expired leases found on the way count as failed
+  // attempts (dead-lettering events that used max_attempts). (Inside Queue the name Lease is this
+  // method; the struct is queue::Lease.)
   virtual StatusOr<std::vector<queue::Lease>> Lease(std::string_view consumer, int max,
                                                     std::chrono::milliseconds visibility,
                                                     std::chrono::milliseconds wait = {}) = 0;
@@ -227,6 +230,18 @@ class Queue {
   // max_attempts. kAborted (IsStaleLease) when the lease is no longer current.
   virtual StatusOr<NackOutcome> Nack(const queue::Lease& lease, std::string_view reason,
                                      std::optional<std::chrono::milliseconds> retry_after = {}) = 0;
+
+  // Gives a leased event back without counting the lease as an attempt: it becomes visible again
+  // after `delay` (0: at once) with the attempt number it had, and nothing is added to its
+  // history. For a consumer that could not start on the event (draining, its destination down),
+  // so that outages never push events towards the DLQ. kAborted (IsStaleLease) when the lease is
+  // no longer current; kInvalidArgument for a negative delay.
+  virtual Status Release(const queue::Lease& lease, std::chrono::milliseconds delay = {}) = 0;
+
+  // Moves a leased event to the dead-letter queue now, whatever attempts it has left (for a
+  // failure that retrying cannot fix). `reason` becomes its dead reason and the last entry of its
+  // history. kAborted (IsStaleLease) when the lease is no longer current.
+  virtual Status DeadLetter(const queue::Lease& lease, std::string_view reason) = 0;
 
   virtual StatusOr<QueueStats> Stats() = 0;
 

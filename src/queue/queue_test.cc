@@ -407,19 +407,130 @@ TYPED_TEST(QueueTest, DeadEventsCountAgainstTheBudgetAndAreDroppedInOrder) {
   EXPECT_EQ(stats->ready, 4);
 }
 
-TYPED_TEST(QueueTest, HigherPriorityIsLeasedFirstOnTheEmbeddedQueue) {
+TYPED_TEST(QueueTest, HigherPriorityIsLeasedFirstThenOldestFirst) {
   auto queue = this->Open();
   ASSERT_NE(queue, nullptr);
-  ASSERT_TRUE(queue->AppendOne(this->MakeEvent("insight", "1")).ok());
-  ASSERT_TRUE(queue->AppendOne(this->MakeEvent("anomaly", "2")).ok());
-  auto leases = queue->Lease("w", 2, seconds(30));
-  ASSERT_TRUE(leases.ok());
-  ASSERT_EQ(leases->size(), 2u);
-  if (std::string(TypeParam::kName) == "file") {
-    EXPECT_EQ((*leases)[0].event.type, "anomaly");
-  } else {
-    EXPECT_EQ((*leases)[0].event.type, "insight");  // Redis delivers in stream order
+  std::vector<std::string> order;  // expected lease order
+  auto insight1 = queue->Append({this->MakeEvent("insight", "i1")});
+  auto anomaly1 = queue->Append({this->MakeEvent("anomaly", "a1")});
+  Event low = this->MakeEvent("debug", "d1");
+  low.priority = -3;
+  auto debug1 = queue->Append({low});
+  auto insight2 = queue->Append({this->MakeEvent("insight", "i2")});
+  auto anomaly2 = queue->Append({this->MakeEvent("anomaly", "a2")});
+  ASSERT_TRUE(insight1.ok() && anomaly1.ok() && debug1.ok() && insight2.ok() && anomaly2.ok());
+  auto leases = queue->Lease("w", 5, seconds(30));
+  ASSERT_TRUE(leases.ok()) << leases.status();
+  std::vector<std::string> payloads;
+  for (const Lease& lease : *leases) payloads.push_back(lease.event.payload);
+  EXPECT_EQ(payloads, (std::vector<std::string>{"a1", "a2", "i1", "i2", "d1"}));
+
+  // Events coming back (a nack after its backoff, an expired lease, a release) keep their place:
+  // an anomaly that failed is leased before routine events, older before newer.
+  const Lease* a1 = &(*leases)[0];
+  const Lease* i1 = &(*leases)[2];
+  ASSERT_TRUE(queue->Nack(*i1, "later", milliseconds(0)).ok());
+  ASSERT_TRUE(queue->Release((*leases)[1]).ok());  // a2
+  ASSERT_TRUE(queue->Ack((*leases)[3]).ok());      // i2
+  ASSERT_TRUE(queue->Ack((*leases)[4]).ok());      // d1
+  auto anomaly3 = queue->Append({this->MakeEvent("anomaly", "a3")});
+  ASSERT_TRUE(anomaly3.ok());
+  this->clock_.Advance(seconds(31));  // a1's lease expires
+  auto again = queue->Lease("w", 10, seconds(30));
+  ASSERT_TRUE(again.ok()) << again.status();
+  payloads.clear();
+  for (const Lease& lease : *again) payloads.push_back(lease.event.payload);
+  EXPECT_EQ(payloads, (std::vector<std::string>{"a1", "a2", "a3", "i1"}));
+  ASSERT_EQ(again->size(), 4u);
+  EXPECT_EQ((*again)[0].attempt, 2);  // a1: its lease expired, a failed attempt
+  EXPECT_EQ((*again)[1].attempt, 1);  // a2: released, no attempt spent
+  EXPECT_EQ((*again)[3].attempt, 2);  // i1: nacked
+  (void)a1;
+}
+
+TYPED_TEST(QueueTest, ReleaseGivesTheEventBackWithoutSpendingAnAttempt) {
+  auto queue = this->Open();  // max_attempts = 3
+  ASSERT_NE(queue, nullptr);
+  ASSERT_TRUE(queue->AppendOne(this->MakeEvent("insight", "{}")).ok());
+  // Released ten times (more than max_attempts): never dead, the attempt stays 1.
+  for (int i = 0; i < 10; ++i) {
+    auto leases = queue->Lease("w", 1, seconds(30));
+    ASSERT_TRUE(leases.ok()) << leases.status();
+    ASSERT_EQ(leases->size(), 1u) << "round " << i;
+    EXPECT_EQ((*leases)[0].attempt, 1);
+    EXPECT_TRUE((*leases)[0].history.empty());
+    ASSERT_TRUE(queue->Release((*leases)[0]).ok());
+    // The released lease is no longer current.
+    EXPECT_TRUE(IsStaleLease(queue->Ack((*leases)[0])));
+    EXPECT_TRUE(IsStaleLease(queue->Release((*leases)[0])));
   }
+  // With a delay it waits like a retry.
+  auto leases = queue->Lease("w", 1, seconds(30));
+  ASSERT_TRUE(leases.ok());
+  ASSERT_EQ(leases->size(), 1u);
+  ASSERT_TRUE(queue->Release((*leases)[0], milliseconds(500)).ok());
+  auto stats = queue->Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->retry, 1);
+  EXPECT_EQ(stats->dlq_size, 0);
+  this->clock_.Advance(milliseconds(499));
+  auto early = queue->Lease("w", 1, seconds(30));
+  ASSERT_TRUE(early.ok());
+  EXPECT_TRUE(early->empty());
+  this->clock_.Advance(milliseconds(2));
+  auto due = queue->Lease("w", 1, seconds(30));
+  ASSERT_TRUE(due.ok());
+  ASSERT_EQ(due->size(), 1u);
+  EXPECT_EQ((*due)[0].attempt, 1);
+  EXPECT_TRUE(queue->Ack((*due)[0]).ok());
+  EXPECT_EQ(queue->Release((*due)[0], milliseconds(-1)).code(), StatusCode::kInvalidArgument);
+}
+
+TYPED_TEST(QueueTest, DeadLetterMovesTheEventToTheDlqNowWithItsReason) {
+  auto queue = this->Open();  // max_attempts = 3
+  ASSERT_NE(queue, nullptr);
+  ASSERT_TRUE(queue->AppendOne(this->MakeEvent("anomaly", R"({"bad":1})")).ok());
+  auto first = queue->Lease("w1", 1, seconds(30));
+  ASSERT_TRUE(first.ok());
+  ASSERT_EQ(first->size(), 1u);
+  ASSERT_TRUE(queue->Nack((*first)[0], "timeout", milliseconds(0)).ok());
+  auto second = queue->Lease("w2", 1, seconds(30));
+  ASSERT_TRUE(second.ok());
+  ASSERT_EQ(second->size(), 1u);
+  EXPECT_EQ((*second)[0].attempt, 2);
+  // A stale lease cannot dead-letter it.
+  EXPECT_TRUE(IsStaleLease(queue->DeadLetter((*first)[0], "late")));
+  ASSERT_TRUE(queue->DeadLetter((*second)[0], "schema v1 is not supported").ok());
+  EXPECT_TRUE(IsStaleLease(queue->Ack((*second)[0])));
+  EXPECT_TRUE(IsStaleLease(queue->DeadLetter((*second)[0], "again")));
+
+  auto none = queue->Lease("w", 1, seconds(30));
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+  auto dead = queue->DlqList(10);
+  ASSERT_TRUE(dead.ok()) << dead.status();
+  ASSERT_EQ(dead->size(), 1u);
+  EXPECT_EQ((*dead)[0].dead_reason, "schema v1 is not supported");
+  EXPECT_EQ((*dead)[0].attempts, 2);
+  EXPECT_EQ((*dead)[0].event.type, "anomaly");
+  EXPECT_EQ((*dead)[0].event.priority, kPriorityAnomaly);
+  ASSERT_EQ((*dead)[0].history.size(), 2u);
+  EXPECT_EQ((*dead)[0].history[0].reason, "timeout");
+  EXPECT_EQ((*dead)[0].history[1].reason, "schema v1 is not supported");
+  EXPECT_EQ((*dead)[0].history[1].consumer, "w2");
+  auto stats = queue->Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->dlq_size, 1);
+  EXPECT_EQ(stats->dead_lettered_total, 1);
+  EXPECT_EQ(stats->ready + stats->leased + stats->retry, 0);
+  EXPECT_GT(stats->bytes, 0);  // dead events still count against the budget
+  ASSERT_EQ(*queue->DlqReplay({}), 1);
+  auto replayed = queue->Lease("w", 1, seconds(30));
+  ASSERT_TRUE(replayed.ok());
+  ASSERT_EQ(replayed->size(), 1u);
+  EXPECT_EQ((*replayed)[0].event.priority, kPriorityAnomaly);
+  EXPECT_EQ((*replayed)[0].attempt, 1);
+  EXPECT_EQ((*replayed)[0].history.size(), 2u);
 }
 
 TYPED_TEST(QueueTest, StatsAndPeekDescribeTheQueue) {

@@ -14,22 +14,32 @@
 namespace edgeloop::queue {
 namespace {
 
-// Every script starts with this: key names and helpers. KEYS[1] is the stream, ARGV[1] the
-// consumer group. docs/queue.md describes the keys.
+// Every script starts with this: key names and helpers. KEYS[1] is the queue's name S, ARGV[1]
+// the consumer group. docs/queue.md describes the keys (layout 2: one stream per priority).
+//
+// Entry ids are "<priority + 512>-<seq>" with seq from S:meta, one counter for the whole queue:
+// an id names its lane, ids grow within a lane, and no two lanes share an id. Each leased entry
+// has a packed state in S:e, "<st>|<attempts>|<fence>|<bytes>|<consumer>" with st L (leased),
+// R (waiting for a retry) or Q (ready again, in its lane's S:r:<p>); an entry never leased has
+// none.
 constexpr const char* kPrelude = R"lua(
 local S = KEYS[1]
 local G = ARGV[1]
 local K_META = S .. ':meta'
-local K_ATT = S .. ':att'
-local K_FENCE = S .. ':fence'
-local K_CONS = S .. ':cons'
-local K_ST = S .. ':st'
+local K_LANES = S .. ':lanes'
+local K_E = S .. ':e'
 local K_HIST = S .. ':hist'
 local K_DUE = S .. ':due'
-local K_DROP = S .. ':drop'
 local K_DLQ = S .. ':dlq'
+local K_DLQORD = S .. ':dlqord'
 local K_DROPS = S .. ':drops'
 local TWO42 = 4398046511104
+local function int(x) return string.format('%d', x) end
+local function lane(p) return S .. ':l:' .. int(p) end
+local function rdy(p) return S .. ':r:' .. int(p) end
+local function valid(eid) return type(eid) == 'string' and string.match(eid, '^%d+%-%d+$') ~= nil end
+local function prio_of(eid) return tonumber(string.match(eid, '^(%d+)')) - 512 end
+local function seq_of(eid) return tonumber(string.match(eid, '%-(%d+)$')) end
 local function fields_of(entry)
   local f = {}
   local kv = entry[2]
@@ -41,73 +51,116 @@ local function read(stream, id)
   if #r == 0 then return nil end
   return fields_of(r[1])
 end
-local function forget(id)
-  redis.call('HDEL', K_ATT, id)
-  redis.call('HDEL', K_FENCE, id)
-  redis.call('HDEL', K_CONS, id)
-  redis.call('HDEL', K_ST, id)
-  redis.call('HDEL', K_HIST, id)
-  redis.call('ZREM', K_DUE, id)
+local function get_state(eid)
+  local v = redis.call('HGET', K_E, eid)
+  if not v then return nil end
+  local st, att, fence, bytes, cons = string.match(v, '^(%a)|(%d+)|(%d+)|(%d+)|(.*)$')
+  if not st then return nil end
+  return {st = st, att = tonumber(att), fence = fence, bytes = tonumber(bytes), cons = cons}
 end
-local function drop_score(prio, ms) return (prio + 512) * TWO42 + ms end
-local function entry_ms(id) return tonumber(string.match(id, '^(%d+)')) end
-local function history(id)
-  local h = redis.call('HGET', K_HIST, id)
+local function put_state(eid, s)
+  redis.call('HSET', K_E, eid,
+    s.st .. '|' .. int(s.att) .. '|' .. s.fence .. '|' .. int(s.bytes) .. '|' .. s.cons)
+end
+-- The lane of priority p, created (with the group) when it is new.
+local function ensure_lane(p)
+  local key = lane(p)
+  if redis.call('ZADD', K_LANES, 'NX', p, int(p)) == 1 then
+    redis.pcall('XGROUP', 'CREATE', key, G, '0', 'MKSTREAM')
+  end
+  return key
+end
+local function forget(eid)
+  redis.call('HDEL', K_E, eid)
+  redis.call('HDEL', K_HIST, eid)
+  redis.call('ZREM', K_DUE, eid)
+  redis.call('ZREM', rdy(prio_of(eid)), eid)
+end
+local function history(eid)
+  local h = redis.call('HGET', K_HIST, eid)
   if h then
     local ok, decoded = pcall(cjson.decode, h)
     if ok and type(decoded) == 'table' then return decoded end
   end
   return {}
 end
-local function bury(id, f, hist, reason)
-  local score = redis.call('ZSCORE', K_DROP, 'l|' .. id) or drop_score(tonumber(f.prio), entry_ms(id))
+local function bury(eid, f, hist, reason, att)
+  local p = prio_of(eid)
   local dead = redis.call('XADD', K_DLQ, '*', 'id', f.id, 'type', f.type, 'prio', f.prio,
-    'payload', f.payload, 'wall', f.wall, 'bytes', f.bytes,
-    'attempts', redis.call('HGET', K_ATT, id) or '0', 'history', cjson.encode(hist),
-    'reason', reason)
-  redis.call('XACK', S, G, id)
-  redis.call('XDEL', S, id)
-  forget(id)
-  redis.call('ZREM', K_DROP, 'l|' .. id)
-  redis.call('ZADD', K_DROP, score, 'd|' .. dead)
+    'payload', f.payload, 'wall', f.wall, 'bytes', f.bytes, 'attempts', int(att),
+    'history', cjson.encode(hist), 'reason', reason)
+  redis.call('ZADD', K_DLQORD, int((p + 512) * TWO42 + seq_of(eid)), dead)
+  redis.call('XACK', lane(p), G, eid)
+  redis.call('XDEL', lane(p), eid)
+  forget(eid)
   redis.call('HINCRBY', K_META, 'dead', 1)
 end
 )lua";
 
-enum Script { kAppend = 0, kLease, kAck, kNack, kReplay, kStats, kPeek, kNumScripts };
+constexpr int kLayout = 2;
+
+enum Script {
+  kAppend = 0,
+  kLease,
+  kAck,
+  kNack,
+  kRelease,
+  kDeadLetter,
+  kReplay,
+  kStats,
+  kPeek,
+  kNumScripts
+};
 
 // ARGV: group, max_bytes, high, low, wall_ms, n, then n × (id, type, prio, payload, bytes).
-// Returns the ids it rejected.
+// Returns the (0-based) positions of the events it rejected.
 constexpr const char* kAppendScript = R"lua(
 local maxb, high, low = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local wall, n = ARGV[5], tonumber(ARGV[6])
-local bytes = tonumber(redis.call('HGET', K_META, 'bytes') or '0')
+local meta = redis.call('HMGET', K_META, 'bytes', 'seq')
+local bytes, seq = tonumber(meta[1] or '0'), tonumber(meta[2] or '0')
+local lanes_seen, lanes_asc = {}, nil
 local rejected, appended = {}, 0
+-- The next event to drop for one of priority maxprio: the lowest priority first, the oldest
+-- (smallest seq) first within it, live or dead. nil when only higher priorities are left.
+local function victim(maxprio)
+  if not lanes_asc then lanes_asc = redis.call('ZRANGE', K_LANES, 0, -1) end
+  for _, lp in ipairs(lanes_asc) do
+    local p = tonumber(lp)
+    if p > maxprio then return nil end
+    local base = (p + 512) * TWO42
+    local live = redis.call('XRANGE', lane(p), '-', '+', 'COUNT', 1)
+    local dead = redis.call('ZRANGEBYSCORE', K_DLQORD, int(base), '(' .. int(base + TWO42),
+      'WITHSCORES', 'LIMIT', 0, 1)
+    local lseq = live[1] and seq_of(live[1][1])
+    local dseq = dead[1] and (tonumber(dead[2]) - base)
+    if lseq and (not dseq or lseq < dseq) then return {'l', p, live[1]} end
+    if dseq then return {'d', p, dead[1]} end
+  end
+  return nil
+end
 for i = 0, n - 1 do
   local b = 7 + i * 5
-  local id, typ, prio, payload = ARGV[b], ARGV[b + 1], tonumber(ARGV[b + 2]), ARGV[b + 3]
-  local size = tonumber(ARGV[b + 4])
+  local typ, prio, size = ARGV[b + 1], tonumber(ARGV[b + 2]), tonumber(ARGV[b + 4])
   local ok = true
   if maxb > 0 and size > maxb then
     ok = false
   elseif maxb > 0 and bytes + size > high then
     while bytes + size > low do
-      local c = redis.call('ZRANGE', K_DROP, 0, 0, 'WITHSCORES')
-      if #c == 0 then break end
-      if math.floor(tonumber(c[2]) / TWO42) - 512 > prio then break end
-      local member = c[1]
-      local eid = string.sub(member, 3)
+      local v = victim(prio)
+      if not v then break end
       local f
-      if string.sub(member, 1, 1) == 'l' then
-        f = read(S, eid)
-        redis.call('XACK', S, G, eid)
-        redis.call('XDEL', S, eid)
+      if v[1] == 'l' then
+        local eid = v[3][1]
+        f = fields_of(v[3])
+        redis.call('XACK', lane(v[2]), G, eid)
+        redis.call('XDEL', lane(v[2]), eid)
         forget(eid)
       else
-        f = read(K_DLQ, eid)
-        redis.call('XDEL', K_DLQ, eid)
+        f = read(K_DLQ, v[3])
+        redis.call('XDEL', K_DLQ, v[3])
+        redis.call('ZREM', K_DLQORD, v[3])
       end
-      redis.call('ZREM', K_DROP, member)
       if f then
         bytes = bytes - tonumber(f.bytes)
         redis.call('HINCRBY', K_DROPS, 'quota:' .. f.type, 1)
@@ -116,69 +169,101 @@ for i = 0, n - 1 do
     if bytes + size > maxb then ok = false end
   end
   if ok then
-    local eid = redis.call('XADD', S, '*', 'id', id, 'type', typ, 'prio', ARGV[b + 2],
-      'payload', payload, 'wall', wall, 'bytes', ARGV[b + 4])
-    redis.call('ZADD', K_DROP, drop_score(prio, entry_ms(eid)), 'l|' .. eid)
+    seq = seq + 1
+    local key = lanes_seen[prio]
+    if not key then
+      key = ensure_lane(prio)
+      lanes_seen[prio] = key
+      lanes_asc = nil
+    end
+    redis.call('XADD', key, int(prio + 512) .. '-' .. int(seq), 'id', ARGV[b], 'type', typ,
+      'prio', ARGV[b + 2], 'payload', ARGV[b + 3], 'wall', wall, 'bytes', ARGV[b + 4])
     bytes = bytes + size
     appended = appended + 1
   else
-    rejected[#rejected + 1] = id
+    rejected[#rejected + 1] = i
     redis.call('HINCRBY', K_DROPS, 'rejected:' .. typ, 1)
   end
 end
-redis.call('HSET', K_META, 'bytes', bytes)
+redis.call('HSET', K_META, 'bytes', int(bytes), 'seq', int(seq))
 if appended > 0 then redis.call('HINCRBY', K_META, 'appended', appended) end
 return rejected
 )lua";
 
 // ARGV: group, consumer, max, visibility_ms, now_ms, max_attempts.
-// Returns {{entry id, {field, value, ...}, attempt, fence, history json}, ...}.
+// Returns {{entry id, {field, value, ...}, attempt, fence, history json}, ...}: the highest
+// priority first, the oldest first within a priority.
 constexpr const char* kLeaseScript = R"lua(
 local c, max, vis = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local now, maxatt = tonumber(ARGV[5]), tonumber(ARGV[6])
-local out = {}
-local function grant(eid, kv)
-  local fence = redis.call('HINCRBY', K_META, 'fence', 1)
-  local att = redis.call('HINCRBY', K_ATT, eid, 1)
-  redis.call('HSET', K_FENCE, eid, fence)
-  redis.call('HSET', K_CONS, eid, c)
-  redis.call('HSET', K_ST, eid, 'L')
-  redis.call('ZADD', K_DUE, now + vis, eid)
-  out[#out + 1] = {eid, kv, att, fence, redis.call('HGET', K_HIST, eid) or '[]'}
-end
-while #out < max do
-  local due = redis.call('ZRANGEBYSCORE', K_DUE, '-inf', now, 'LIMIT', 0, max - #out)
+-- Due entries become ready again in their lane; an expired lease first counts as a failed
+-- attempt (and may go to the DLQ).
+for _ = 1, 16 do
+  local due = redis.call('ZRANGEBYSCORE', K_DUE, '-inf', int(now), 'LIMIT', 0, 256)
   if #due == 0 then break end
   for _, eid in ipairs(due) do
-    local f = read(S, eid)
-    if not f then
-      forget(eid)
-    else
-      local alive = true
-      if redis.call('HGET', K_ST, eid) == 'L' then
-        local h = history(eid)
-        h[#h + 1] = {t = now, c = redis.call('HGET', K_CONS, eid) or '', r = 'lease expired'}
+    redis.call('ZREM', K_DUE, eid)
+    local s = get_state(eid)
+    local p = prio_of(eid)
+    local ready = s ~= nil
+    if s and s.st == 'L' then
+      local h = history(eid)
+      h[#h + 1] = {t = now, c = s.cons, r = 'lease expired'}
+      if s.att >= maxatt then
+        local f = read(lane(p), eid)
+        if f then bury(eid, f, h, 'lease expired', s.att) else forget(eid) end
+        ready = false
+      else
         redis.call('HSET', K_HIST, eid, cjson.encode(h))
-        if tonumber(redis.call('HGET', K_ATT, eid) or '0') >= maxatt then
-          bury(eid, f, h, 'lease expired')
-          alive = false
-        end
       end
-      if alive then
-        local claimed = redis.call('XCLAIM', S, G, c, 0, eid)
-        if #claimed == 0 or not claimed[1] then forget(eid) else grant(eid, claimed[1][2]) end
+    end
+    if ready then
+      s.st = 'Q'
+      put_state(eid, s)
+      redis.call('ZADD', rdy(p), int(seq_of(eid)), eid)
+    end
+  end
+end
+local out = {}
+local fence = tonumber(redis.call('HGET', K_META, 'fence') or '0')
+local function grant(eid, kv, s)
+  fence = fence + 1
+  local att = 1
+  local bytes = 0
+  if s then
+    att = s.att + 1
+    bytes = s.bytes
+  else
+    for i = 1, #kv, 2 do if kv[i] == 'bytes' then bytes = tonumber(kv[i + 1]) end end
+  end
+  put_state(eid, {st = 'L', att = att, fence = int(fence), bytes = bytes, cons = c})
+  redis.call('ZADD', K_DUE, int(now + vis), eid)
+  out[#out + 1] = {eid, kv, att, fence, redis.call('HGET', K_HIST, eid) or '[]'}
+end
+for _, lp in ipairs(redis.call('ZREVRANGE', K_LANES, 0, -1)) do
+  if #out >= max then break end
+  local p = tonumber(lp)
+  local key = lane(p)
+  for _, eid in ipairs(redis.call('ZRANGE', rdy(p), 0, max - #out - 1)) do
+    redis.call('ZREM', rdy(p), eid)
+    local claimed = redis.call('XCLAIM', key, G, c, 0, eid)
+    if #claimed == 0 or not claimed[1] then forget(eid) else grant(eid, claimed[1][2], get_state(eid)) end
+  end
+  if #out < max then
+    local r = redis.pcall('XREADGROUP', 'GROUP', G, c, 'COUNT', max - #out, 'STREAMS', key, '>')
+    if type(r) == 'table' and r.err then
+      if not string.find(r.err, 'NOGROUP') then return redis.error_reply(r.err) end
+      redis.call('XGROUP', 'CREATE', key, G, '0', 'MKSTREAM')
+      r = redis.call('XREADGROUP', 'GROUP', G, c, 'COUNT', max - #out, 'STREAMS', key, '>')
+    end
+    if r and r[1] then
+      for _, e in ipairs(r[1][2]) do
+        if e[2] then grant(e[1], e[2], nil) end
       end
     end
   end
 end
-if #out < max then
-  local r = redis.call('XREADGROUP', 'GROUP', G, c, 'COUNT', max - #out, 'STREAMS', S, '>')
-  if r and r[1] then
-    for _, e in ipairs(r[1][2]) do
-      if e[2] then grant(e[1], e[2]) end
-    end
-  end
-end
+if #out > 0 then redis.call('HSET', K_META, 'fence', int(fence)) end
 return out
 )lua";
 
@@ -186,22 +271,34 @@ return out
 constexpr const char* kAckScript = R"lua(
 local n = tonumber(ARGV[2])
 local res, freed, acked = {}, 0, 0
+local by_lane, all = {}, {}
 for i = 0, n - 1 do
   local eid, fence = ARGV[3 + 2 * i], ARGV[4 + 2 * i]
-  if redis.call('HGET', K_FENCE, eid) == fence and redis.call('HGET', K_ST, eid) == 'L' then
-    local f = read(S, eid)
-    redis.call('XACK', S, G, eid)
-    redis.call('XDEL', S, eid)
-    forget(eid)
-    redis.call('ZREM', K_DROP, 'l|' .. eid)
-    if f then freed = freed + tonumber(f.bytes) end
+  local s = valid(eid) and get_state(eid)
+  if s and s.st == 'L' and s.fence == fence then
+    local key = lane(prio_of(eid))
+    by_lane[key] = by_lane[key] or {}
+    table.insert(by_lane[key], eid)
+    all[#all + 1] = eid
+    freed = freed + s.bytes
     acked = acked + 1
     res[#res + 1] = 1
   else
     res[#res + 1] = 0
   end
 end
+-- Batched, in chunks that stay within Lua's unpack limit.
+local function each_chunk(ids, fn)
+  for i = 1, #ids, 1000 do fn(unpack(ids, i, math.min(i + 999, #ids))) end
+end
+for key, ids in pairs(by_lane) do
+  each_chunk(ids, function(...) redis.call('XACK', key, G, ...) end)
+  each_chunk(ids, function(...) redis.call('XDEL', key, ...) end)
+end
 if acked > 0 then
+  each_chunk(all, function(...) redis.call('HDEL', K_E, ...) end)
+  each_chunk(all, function(...) redis.call('HDEL', K_HIST, ...) end)
+  each_chunk(all, function(...) redis.call('ZREM', K_DUE, ...) end)
   redis.call('HINCRBY', K_META, 'bytes', -freed)
   redis.call('HINCRBY', K_META, 'acked', acked)
 end
@@ -213,100 +310,151 @@ return res
 constexpr const char* kNackScript = R"lua(
 local eid, fence, reason = ARGV[2], ARGV[3], ARGV[4]
 local delay, now, maxatt, cons = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
-if redis.call('HGET', K_FENCE, eid) ~= fence or redis.call('HGET', K_ST, eid) ~= 'L' then
-  return -1
-end
-local f = read(S, eid)
+local s = valid(eid) and get_state(eid)
+if not s or s.st ~= 'L' or s.fence ~= fence then return -1 end
+local p = prio_of(eid)
+local f = read(lane(p), eid)
 if not f then
   forget(eid)
   return -1
 end
 local h = history(eid)
 h[#h + 1] = {t = now, c = cons, r = reason}
-if tonumber(redis.call('HGET', K_ATT, eid) or '0') >= maxatt then
-  bury(eid, f, h, reason)
+if s.att >= maxatt then
+  bury(eid, f, h, reason, s.att)
   return 1
 end
 redis.call('HSET', K_HIST, eid, cjson.encode(h))
-redis.call('HSET', K_ST, eid, 'R')
-redis.call('ZADD', K_DUE, now + delay, eid)
+s.st = 'R'
+put_state(eid, s)
+redis.call('ZADD', K_DUE, int(now + delay), eid)
 return 0
 )lua";
 
-// ARGV: group, all ('1' or '0'), event ids... Returns how many were replayed.
+// ARGV: group, entry id, fence, delay_ms, now_ms. Returns -1 (stale) or 0. The lease does not
+// count: the attempt count goes back down, nothing is added to the history.
+constexpr const char* kReleaseScript = R"lua(
+local eid, fence, delay, now = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+local s = valid(eid) and get_state(eid)
+if not s or s.st ~= 'L' or s.fence ~= fence then return -1 end
+s.att = math.max(s.att - 1, 0)
+if delay <= 0 then
+  s.st = 'Q'
+  redis.call('ZREM', K_DUE, eid)
+  redis.call('ZADD', rdy(prio_of(eid)), int(seq_of(eid)), eid)
+else
+  s.st = 'R'
+  redis.call('ZADD', K_DUE, int(now + delay), eid)
+end
+put_state(eid, s)
+return 0
+)lua";
+
+// ARGV: group, entry id, fence, reason, now_ms, consumer. Returns -1 (stale) or 1 (dead).
+constexpr const char* kDeadLetterScript = R"lua(
+local eid, fence, reason, now, cons = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
+local s = valid(eid) and get_state(eid)
+if not s or s.st ~= 'L' or s.fence ~= fence then return -1 end
+local f = read(lane(prio_of(eid)), eid)
+if not f then
+  forget(eid)
+  return -1
+end
+local h = history(eid)
+h[#h + 1] = {t = now, c = cons, r = reason}
+bury(eid, f, h, reason, s.att)
+return 1
+)lua";
+
+// ARGV: group, all ('1' or '0'), event ids... Returns how many were replayed. A replayed event
+// goes to the end of its lane (and of the drop order) with a fresh attempt count.
 constexpr const char* kReplayScript = R"lua(
 local all = ARGV[2] == '1'
 local want = {}
 for i = 3, #ARGV do want[ARGV[i]] = true end
+local seq = tonumber(redis.call('HGET', K_META, 'seq') or '0')
 local n = 0
 for _, e in ipairs(redis.call('XRANGE', K_DLQ, '-', '+')) do
   local f = fields_of(e)
   if all or want[f.id] then
-    local score = redis.call('ZSCORE', K_DROP, 'd|' .. e[1]) or
-      drop_score(tonumber(f.prio), entry_ms(e[1]))
-    local eid = redis.call('XADD', S, '*', 'id', f.id, 'type', f.type, 'prio', f.prio,
+    local p = tonumber(f.prio)
+    seq = seq + 1
+    local eid = int(p + 512) .. '-' .. int(seq)
+    redis.call('XADD', ensure_lane(p), eid, 'id', f.id, 'type', f.type, 'prio', f.prio,
       'payload', f.payload, 'wall', f.wall, 'bytes', f.bytes)
-    redis.call('HSET', K_HIST, eid, f.history)
+    if f.history and f.history ~= '[]' and f.history ~= '{}' then
+      redis.call('HSET', K_HIST, eid, f.history)
+    end
     redis.call('XDEL', K_DLQ, e[1])
-    redis.call('ZREM', K_DROP, 'd|' .. e[1])
-    redis.call('ZADD', K_DROP, score, 'l|' .. eid)
+    redis.call('ZREM', K_DLQORD, e[1])
     n = n + 1
   end
 end
+redis.call('HSET', K_META, 'seq', int(seq))
 return n
 )lua";
 
-// ARGV: group, now_ms. Returns {xlen, leased, retry, {prio, count, ...}, oldest wall ms or '',
+// ARGV: group, now_ms. Returns {live, leased, retry, {prio, count, ...}, oldest wall ms or '',
 // bytes, dlq length, {reason, count, ...}, appended, acked, dead}.
 constexpr const char* kStatsScript = R"lua(
 local now = tonumber(ARGV[2])
-local len = redis.call('XLEN', S)
-local leased, retry = 0, 0
-local st = redis.call('HGETALL', K_ST)
-for i = 1, #st, 2 do
-  local deadline = tonumber(redis.call('ZSCORE', K_DUE, st[i]) or '0')
-  if st[i + 1] == 'L' and deadline > now then leased = leased + 1 else retry = retry + 1 end
-end
-local counts, order = {}, {}
-local all = redis.call('ZRANGE', K_DROP, 0, -1, 'WITHSCORES')
-for i = 1, #all, 2 do
-  if string.sub(all[i], 1, 1) == 'l' then
-    local p = math.floor(tonumber(all[i + 1]) / TWO42) - 512
-    if not counts[p] then
-      counts[p] = 0
-      order[#order + 1] = p
+local len, byprio, oldest = 0, {}, nil
+for _, lp in ipairs(redis.call('ZREVRANGE', K_LANES, 0, -1)) do
+  local key = lane(tonumber(lp))
+  local l = redis.call('XLEN', key)
+  if l > 0 then
+    len = len + l
+    byprio[#byprio + 1] = lp
+    byprio[#byprio + 1] = l
+    local first = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)
+    if first[1] then
+      local w = tonumber(fields_of(first[1]).wall or '')
+      if w and (not oldest or w < oldest) then oldest = w end
     end
-    counts[p] = counts[p] + 1
   end
 end
-local byprio = {}
-for _, p in ipairs(order) do
-  byprio[#byprio + 1] = tostring(p)
-  byprio[#byprio + 1] = counts[p]
+local leased, retry = 0, 0
+local st = redis.call('HGETALL', K_E)
+for i = 1, #st, 2 do
+  local code = string.sub(st[i + 1], 1, 1)
+  if code == 'L' then
+    if tonumber(redis.call('ZSCORE', K_DUE, st[i]) or '0') > now then
+      leased = leased + 1
+    else
+      retry = retry + 1
+    end
+  elseif code == 'R' then
+    retry = retry + 1
+  end
 end
-local first = redis.call('XRANGE', S, '-', '+', 'COUNT', 1)
-local oldest = ''
-if first[1] then oldest = fields_of(first[1]).wall or '' end
 local meta = function(k) return tonumber(redis.call('HGET', K_META, k) or '0') end
-return {len, leased, retry, byprio, oldest, meta('bytes'), redis.call('XLEN', K_DLQ),
-  redis.call('HGETALL', K_DROPS), meta('appended'), meta('acked'), meta('dead')}
+return {len, leased, retry, byprio, oldest and int(oldest) or '', meta('bytes'),
+  redis.call('XLEN', K_DLQ), redis.call('HGETALL', K_DROPS), meta('appended'), meta('acked'),
+  meta('dead')}
 )lua";
 
-// ARGV: group, limit, now_ms. Returns {{entry id, {fields}, state, attempts, history}, ...}.
+// ARGV: group, limit, now_ms. Returns {{entry id, {fields}, state, attempts, history}, ...}:
+// ready events first (highest priority, then oldest first), then the others.
 constexpr const char* kPeekScript = R"lua(
 local limit, now = tonumber(ARGV[2]), tonumber(ARGV[3])
-local out = {}
-for _, e in ipairs(redis.call('XRANGE', S, '-', '+', 'COUNT', limit)) do
-  local st = redis.call('HGET', K_ST, e[1])
-  local state = 'ready'
-  if st == 'R' then state = 'retry' end
-  if st == 'L' then
-    state = 'leased'
-    if tonumber(redis.call('ZSCORE', K_DUE, e[1]) or '0') <= now then state = 'retry' end
+local ready, other = {}, {}
+for _, lp in ipairs(redis.call('ZREVRANGE', K_LANES, 0, -1)) do
+  if #ready >= limit then break end
+  for _, e in ipairs(redis.call('XRANGE', lane(tonumber(lp)), '-', '+', 'COUNT', limit)) do
+    local s = get_state(e[1])
+    local state = 'ready'
+    if s and s.st == 'R' then state = 'retry' end
+    if s and s.st == 'L' then
+      state = 'leased'
+      if tonumber(redis.call('ZSCORE', K_DUE, e[1]) or '0') <= now then state = 'retry' end
+    end
+    local item = {e[1], e[2], state, s and s.att or 0, redis.call('HGET', K_HIST, e[1]) or '[]'}
+    if state == 'ready' then ready[#ready + 1] = item else other[#other + 1] = item end
   end
-  out[#out + 1] = {e[1], e[2], state, redis.call('HGET', K_ATT, e[1]) or '0',
-    redis.call('HGET', K_HIST, e[1]) or '[]'}
 end
+local out = {}
+for _, item in ipairs(ready) do if #out < limit then out[#out + 1] = item end end
+for _, item in ipairs(other) do if #out < limit then out[#out + 1] = item end end
 return out
 )lua";
 
@@ -320,6 +468,10 @@ const char* ScriptBody(int script) {
       return kAckScript;
     case kNack:
       return kNackScript;
+    case kRelease:
+      return kReleaseScript;
+    case kDeadLetter:
+      return kDeadLetterScript;
     case kReplay:
       return kReplayScript;
     case kStats:
@@ -440,22 +592,33 @@ StatusOr<std::unique_ptr<Queue>> RedisQueue::Open(const QueueOptions& options) {
     }
     return std::make_unique<Reply>(raw);
   };
+  // Layout 2 (one stream per priority) is marked in S:meta; a queue written by an older build
+  // (one stream S) is refused rather than misread.
   Status status;
-  if (options.read_only) {
-    auto exists = command({"EXISTS", stream});
+  const std::string meta_key = stream + ":meta";
+  auto layout = command({"HGET", meta_key, "layout"});
+  if (!layout.ok()) {
+    status = layout.status();
+  } else if ((*layout)->get()->type == REDIS_REPLY_ERROR) {
+    status = InternalError("redis HGET: " + Str((*layout)->get()));
+  } else if ((*layout)->get()->type == REDIS_REPLY_NIL) {
+    auto exists = command({"EXISTS", meta_key, stream});
     if (!exists.ok()) {
       status = exists.status();
-    } else if (Int((*exists)->get()) == 0) {
+    } else if (Int((*exists)->get()) > 0) {
+      status = FailedPreconditionError("the queue at " + queue->Describe() +
+                                       " was written by an older build (one stream, layout 1); "
+                                       "drain it with that build, or delete its keys");
+    } else if (options.read_only) {
       status = NotFoundError("no queue at " + queue->Describe());
+    } else {
+      auto created = command({"HSETNX", meta_key, "layout", std::to_string(kLayout)});
+      if (!created.ok()) status = created.status();
     }
-  } else {
-    auto created = command({"XGROUP", "CREATE", stream, options.redis_group, "0", "MKSTREAM"});
-    if (!created.ok()) {
-      status = created.status();
-    } else if ((*created)->get()->type == REDIS_REPLY_ERROR &&
-               !Str((*created)->get()).starts_with("BUSYGROUP")) {
-      status = InternalError("redis XGROUP CREATE: " + Str((*created)->get()));
-    }
+  } else if (Str((*layout)->get()) != std::to_string(kLayout)) {
+    status = FailedPreconditionError("the queue at " + queue->Describe() + " has layout " +
+                                     Str((*layout)->get()) + ", this build reads " +
+                                     std::to_string(kLayout));
   }
   for (int script = 0; status.ok() && script < kNumScripts; ++script) {
     auto loaded = command({"SCRIPT", "LOAD", FullScript(script)});
@@ -467,7 +630,7 @@ StatusOr<std::unique_ptr<Queue>> RedisQueue::Open(const QueueOptions& options) {
       queue->shas_.push_back(Str((*loaded)->get()));
     }
   }
-  queue->Release(context, status.ok());
+  queue->ReturnConnection(context, status.ok());
   RETURN_IF_ERROR(status);
   return std::unique_ptr<Queue>(std::move(queue));
 }
@@ -521,7 +684,7 @@ StatusOr<redisContext*> RedisQueue::Connect() {
   return context;
 }
 
-void RedisQueue::Release(redisContext* context, bool healthy) {
+void RedisQueue::ReturnConnection(redisContext* context, bool healthy) {
   if (!healthy || context->err != 0) {
     redisFree(context);
     return;
@@ -532,6 +695,11 @@ void RedisQueue::Release(redisContext* context, bool healthy) {
 
 StatusOr<std::unique_ptr<RedisQueue::Reply>> RedisQueue::Eval(
     int script, const std::vector<std::string>& args) {
+  return EvalViews(script, std::vector<std::string_view>(args.begin(), args.end()));
+}
+
+StatusOr<std::unique_ptr<RedisQueue::Reply>> RedisQueue::EvalViews(
+    int script, const std::vector<std::string_view>& args) {
   std::vector<const char*> argv;
   std::vector<size_t> lens;
   auto build = [&](const std::string& head) {
@@ -548,7 +716,7 @@ StatusOr<std::unique_ptr<RedisQueue::Reply>> RedisQueue::Eval(
     lens.push_back(stream_.size());
     argv.push_back(options_.redis_group.data());
     lens.push_back(options_.redis_group.size());
-    for (const std::string& arg : args) {
+    for (std::string_view arg : args) {
       argv.push_back(arg.data());
       lens.push_back(arg.size());
     }
@@ -560,7 +728,7 @@ StatusOr<std::unique_ptr<RedisQueue::Reply>> RedisQueue::Eval(
         redisCommandArgv(context, static_cast<int>(argv.size()), argv.data(), lens.data()));
     if (raw == nullptr) {
       const std::string error = context->errstr;
-      Release(context, false);
+      ReturnConnection(context, false);
       if (attempt == 0) continue;  // a stale pooled connection: try a fresh one
       return UnavailableError("redis " + Describe() + ": " + error);
     }
@@ -572,10 +740,10 @@ StatusOr<std::unique_ptr<RedisQueue::Reply>> RedisQueue::Eval(
       const size_t load_lens[] = {6, 4, body.size()};
       auto* loaded = static_cast<redisReply*>(redisCommandArgv(context, 3, load_argv, load_lens));
       if (loaded != nullptr) freeReplyObject(loaded);
-      Release(context, loaded != nullptr);
+      ReturnConnection(context, loaded != nullptr);
       continue;
     }
-    Release(context, true);
+    ReturnConnection(context, true);
     if (raw->type == REDIS_REPLY_ERROR) {
       return InternalError("redis " + Describe() + ": " + Str(raw));
     }
@@ -587,15 +755,9 @@ StatusOr<std::unique_ptr<RedisQueue::Reply>> RedisQueue::Eval(
 StatusOr<AppendResult> RedisQueue::Append(std::vector<Event> events) {
   AppendResult result;
   if (options_.read_only) return FailedPreconditionError("queue is open read-only");
-  std::vector<std::string> args;
-  const int64_t max = options_.max_bytes;
-  args.push_back(std::to_string(max));
-  args.push_back(
-      std::to_string(static_cast<int64_t>(static_cast<double>(max) * options_.high_watermark)));
-  args.push_back(
-      std::to_string(static_cast<int64_t>(static_cast<double>(max) * options_.low_watermark)));
-  args.push_back(std::to_string(WallMs()));
-  args.push_back(std::to_string(events.size()));
+  AppendRequest request;
+  request.count = events.size();
+  request.args.reserve(events.size() * 5);
   for (Event& event : events) {
     RETURN_IF_ERROR(internal::ValidateEvent(event, options_.max_event_bytes));
     if (event.priority < -512 || event.priority > 511) {
@@ -604,17 +766,88 @@ StatusOr<AppendResult> RedisQueue::Append(std::vector<Event> events) {
     if (event.id.empty()) event.id = NewEventId(*options_.clock);
     const int64_t stored = event.StoredBytes();
     result.ids.push_back(event.id);
-    args.push_back(event.id);
-    args.push_back(event.type);
-    args.push_back(std::to_string(event.priority));
-    args.push_back(std::move(event.payload));
-    args.push_back(std::to_string(stored));
+    request.args.push_back(event.id);
+    request.args.push_back(event.type);
+    request.args.push_back(std::to_string(event.priority));
+    request.args.push_back(std::move(event.payload));
+    request.args.push_back(std::to_string(stored));
   }
   if (events.empty()) return result;
-  ASSIGN_OR_RETURN(std::unique_ptr<Reply> reply, Eval(kAppend, args));
-  for (size_t i = 0; i < Size(reply->get()); ++i)
-    result.rejected.push_back(Str(At(reply->get(), i)));
+
+  // Group commit: queue the request; while it is not done, either lead a batch (everything
+  // queued, up to a size cap) or wait for the batches in flight.
+  constexpr int kMaxInFlight = 2;
+  constexpr size_t kMaxBatchEvents = 4096;
+  constexpr size_t kMaxBatchBytes = 8 << 20;
+  std::unique_lock<std::mutex> lock(append_mu_);
+  append_queue_.push_back(&request);
+  while (!request.done) {
+    if (append_in_flight_ >= kMaxInFlight || append_queue_.empty()) {
+      append_cv_.wait(lock);
+      continue;
+    }
+    std::vector<AppendRequest*> batch;
+    size_t events_in_batch = 0;
+    size_t bytes_in_batch = 0;
+    while (!append_queue_.empty()) {
+      AppendRequest* next = append_queue_.front();
+      size_t next_bytes = 0;
+      for (const std::string& arg : next->args) next_bytes += arg.size();
+      if (!batch.empty() && (events_in_batch + next->count > kMaxBatchEvents ||
+                             bytes_in_batch + next_bytes > kMaxBatchBytes)) {
+        break;
+      }
+      append_queue_.pop_front();
+      batch.push_back(next);
+      events_in_batch += next->count;
+      bytes_in_batch += next_bytes;
+    }
+    ++append_in_flight_;
+    lock.unlock();
+    SendAppends(batch);
+    lock.lock();
+    --append_in_flight_;
+    for (AppendRequest* done : batch) done->done = true;
+    append_cv_.notify_all();
+  }
+  lock.unlock();
+  RETURN_IF_ERROR(request.status);
+  for (size_t position : request.rejected) result.rejected.push_back(result.ids[position]);
   return result;
+}
+
+void RedisQueue::SendAppends(const std::vector<AppendRequest*>& batch) {
+  size_t total = 0;
+  for (const AppendRequest* request : batch) total += request->count;
+  const int64_t max = options_.max_bytes;
+  const std::string head[] = {
+      std::to_string(max),
+      std::to_string(static_cast<int64_t>(static_cast<double>(max) * options_.high_watermark)),
+      std::to_string(static_cast<int64_t>(static_cast<double>(max) * options_.low_watermark)),
+      std::to_string(WallMs()), std::to_string(total)};
+  std::vector<std::string_view> args(std::begin(head), std::end(head));
+  args.reserve(args.size() + total * 5);
+  for (const AppendRequest* request : batch) {
+    args.insert(args.end(), request->args.begin(), request->args.end());
+  }
+  auto reply = EvalViews(kAppend, args);
+  if (!reply.ok()) {
+    for (AppendRequest* request : batch) request->status = reply.status();
+    return;
+  }
+  // Rejected positions are over the whole batch, in order: map them back to their requests.
+  size_t r = 0;
+  size_t offset = 0;
+  const size_t rejected = Size((*reply)->get());
+  for (AppendRequest* request : batch) {
+    while (r < rejected) {
+      const auto position = static_cast<size_t>(Int(At((*reply)->get(), r)));
+      if (position >= offset + request->count) break;
+      if (position >= offset) request->rejected.push_back(position - offset);
+      ++r;
+    }
+    offset += request->count;
+  }
 }
 
 StatusOr<std::vector<Lease>> RedisQueue::Lease(std::string_view consumer, int max,
@@ -694,6 +927,32 @@ StatusOr<NackOutcome> RedisQueue::Nack(const queue::Lease& lease, std::string_vi
   return outcome == 1 ? NackOutcome::kDeadLettered : NackOutcome::kRetry;
 }
 
+Status RedisQueue::Release(const queue::Lease& lease, std::chrono::milliseconds delay) {
+  if (options_.read_only) return FailedPreconditionError("queue is open read-only");
+  if (delay.count() < 0) return InvalidArgumentError("release: negative delay");
+  ASSIGN_OR_RETURN(std::unique_ptr<Reply> reply,
+                   Eval(kRelease, {lease.handle, std::to_string(lease.fence),
+                                   std::to_string(delay.count()), std::to_string(WallMs())}));
+  if (Int(reply->get()) < 0) {
+    return AbortedError("release: lease of event " + lease.event.id + " (fence " +
+                        std::to_string(lease.fence) + ") is no longer current");
+  }
+  return Status::Ok();
+}
+
+Status RedisQueue::DeadLetter(const queue::Lease& lease, std::string_view reason) {
+  if (options_.read_only) return FailedPreconditionError("queue is open read-only");
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<Reply> reply,
+      Eval(kDeadLetter, {lease.handle, std::to_string(lease.fence), std::string(reason),
+                         std::to_string(WallMs()), lease.consumer}));
+  if (Int(reply->get()) < 0) {
+    return AbortedError("dead-letter: lease of event " + lease.event.id + " (fence " +
+                        std::to_string(lease.fence) + ") is no longer current");
+  }
+  return Status::Ok();
+}
+
 StatusOr<QueueStats> RedisQueue::Stats() {
   const int64_t now = WallMs();
   ASSIGN_OR_RETURN(std::unique_ptr<Reply> reply, Eval(kStats, {std::to_string(now)}));
@@ -753,10 +1012,10 @@ StatusOr<std::vector<EventInfo>> RedisQueue::DlqList(int limit) {
   auto* raw = static_cast<redisReply*>(redisCommandArgv(context, 6, argv, nullptr));
   if (raw == nullptr) {
     const std::string error = context->errstr;
-    Release(context, false);
+    ReturnConnection(context, false);
     return UnavailableError("redis " + Describe() + ": " + error);
   }
-  Release(context, true);
+  ReturnConnection(context, true);
   Reply reply(raw);
   if (raw->type == REDIS_REPLY_ERROR) return InternalError("redis XRANGE: " + Str(raw));
   const int64_t now = WallMs();

@@ -1,16 +1,25 @@
 // The scale-out queue: a Redis stream with one consumer group, shared by every process that opens
 // the same redis://host:port/stream URL. Private to src/queue; use Queue::Open("redis://...").
 //
-// Each operation is one Lua script (EVALSHA), so it is atomic on the server: Append adds to the
-// stream (XADD) and applies the disk budget; Lease first re-claims due entries (expired leases,
-// finished backoffs) with XCLAIM and then reads new ones with XREADGROUP; Ack checks the fence
-// and removes the entry (XACK + XDEL); Nack records the attempt and schedules the retry or moves
-// the entry to the dead-letter stream. docs/queue.md lists every key.
+// Events live in one stream per priority (a lane), so that Lease can hand out the highest
+// priority first, as the embedded queue does. Each operation is one Lua script (EVALSHA), so it
+// is atomic on the server: Append adds to the lanes (XADD) and applies the disk budget; Lease
+// first makes due entries (expired leases, finished backoffs) ready again, then walks the lanes
+// from the highest priority down, re-claiming ready entries with XCLAIM and reading new ones with
+// XREADGROUP; Ack checks the fence and removes the entries (XACK + XDEL); Nack records the
+// attempt and schedules the retry or moves the entry to the dead-letter stream. docs/queue.md
+// lists every key.
+//
+// Concurrent Appends are combined (client-side group commit): whoever finds no batch in flight
+// sends everything queued so far as one script call, one round trip, and wakes the callers it
+// carried when Redis answered.
 //
 // Thread-safe: commands run on a small pool of connections, one per concurrent caller.
 #ifndef EDGELOOP_QUEUE_REDIS_QUEUE_H_
 #define EDGELOOP_QUEUE_REDIS_QUEUE_H_
 
+#include <condition_variable>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -36,6 +45,8 @@ class RedisQueue final : public Queue {
   StatusOr<std::vector<Status>> AckBatch(const std::vector<queue::Lease>& leases) override;
   StatusOr<NackOutcome> Nack(const queue::Lease& lease, std::string_view reason,
                              std::optional<std::chrono::milliseconds> retry_after) override;
+  Status Release(const queue::Lease& lease, std::chrono::milliseconds delay) override;
+  Status DeadLetter(const queue::Lease& lease, std::string_view reason) override;
   StatusOr<QueueStats> Stats() override;
   StatusOr<std::vector<EventInfo>> Peek(int limit) override;
   StatusOr<std::vector<EventInfo>> DlqList(int limit) override;
@@ -46,11 +57,23 @@ class RedisQueue final : public Queue {
  private:
   RedisQueue(const QueueOptions& options, std::string host, int port, std::string stream);
 
+  // One caller's events waiting to be sent (5 script arguments per event).
+  struct AppendRequest {
+    std::vector<std::string> args;
+    size_t count = 0;
+    std::vector<size_t> rejected;  // positions in this request
+    Status status;
+    bool done = false;  // GUARDED_BY(append_mu_)
+  };
+
   // Runs script number `script` with KEYS = {stream} and `args`, on a pooled connection
   // (reconnecting once if the connection broke).
   StatusOr<std::unique_ptr<Reply>> Eval(int script, const std::vector<std::string>& args);
+  StatusOr<std::unique_ptr<Reply>> EvalViews(int script, const std::vector<std::string_view>& args);
+  // Sends the requests as one Append script call and fills in their results.
+  void SendAppends(const std::vector<AppendRequest*>& batch);
   StatusOr<redisContext*> Connect();
-  void Release(redisContext* context, bool healthy);
+  void ReturnConnection(redisContext* context, bool healthy);
   int64_t WallMs() const;
   double Uniform01();
 
@@ -63,6 +86,11 @@ class RedisQueue final : public Queue {
   std::mutex mu_;
   std::vector<redisContext*> idle_;  // GUARDED_BY(mu_)
   std::mt19937_64 rng_;              // GUARDED_BY(mu_)
+
+  std::mutex append_mu_;
+  std::condition_variable append_cv_;        // a batch finished
+  std::deque<AppendRequest*> append_queue_;  // GUARDED_BY(append_mu_)
+  int append_in_flight_ = 0;                 // GUARDED_BY(append_mu_); batches being sent
 };
 
 }  // namespace edgeloop::queue

@@ -695,6 +695,72 @@ StatusOr<NackOutcome> SqliteQueue::Nack(const queue::Lease& lease, std::string_v
   return outcome;
 }
 
+Status SqliteQueue::Release(const queue::Lease& lease, std::chrono::milliseconds delay) {
+  if (options_.read_only) return FailedPreconditionError("queue is open read-only");
+  if (delay.count() < 0) return InvalidArgumentError("release: negative delay");
+  const std::optional<int64_t> seq = ParseHandle(lease.handle);
+  if (!seq) return AbortedError("release: unknown lease handle '" + lease.handle + "'");
+  const Status run_status = Run(
+      [&]() -> Status {
+        // The lease is not an attempt: its count is given back. Ready at once, or waiting out
+        // the delay like a retry.
+        ASSIGN_OR_RETURN(Stmt * update, db_->Get("UPDATE events SET state = ?3, visible_at = ?4, "
+                                                 "attempts = max(attempts - 1, 0) "
+                                                 "WHERE seq = ?1 AND fence = ?2 AND state = 1"));
+        RETURN_IF_ERROR(update->Bind(1, *seq)
+                            .Bind(2, static_cast<int64_t>(lease.fence))
+                            .Bind(3, delay.count() == 0 ? kReady : kRetry)
+                            .Bind(4, meta_.qtime_ms + delay.count())
+                            .Exec());
+        if (db_->Changes() == 0) {
+          return AbortedError("release: lease of event " + lease.event.id + " (fence " +
+                              std::to_string(lease.fence) + ") is no longer current");
+        }
+        return Status::Ok();
+      },
+      /*durable=*/false);
+  RETURN_IF_ERROR(run_status);
+  if (delay.count() == 0) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++visible_epoch_;
+    }
+    visible_cv_.notify_all();
+  }
+  return Status::Ok();
+}
+
+Status SqliteQueue::DeadLetter(const queue::Lease& lease, std::string_view reason) {
+  if (options_.read_only) return FailedPreconditionError("queue is open read-only");
+  const std::optional<int64_t> seq = ParseHandle(lease.handle);
+  if (!seq) return AbortedError("dead-letter: unknown lease handle '" + lease.handle + "'");
+  return Run(
+      [&]() -> Status {
+        ASSIGN_OR_RETURN(Stmt * find, db_->Get("SELECT attempts, history FROM events "
+                                               "WHERE seq = ?1 AND fence = ?2 AND state = 1"));
+        find->Bind(1, *seq).Bind(2, static_cast<int64_t>(lease.fence));
+        ASSIGN_OR_RETURN(bool row, find->Step());
+        if (!row) {
+          return AbortedError("dead-letter: lease of event " + lease.event.id + " (fence " +
+                              std::to_string(lease.fence) + ") is no longer current");
+        }
+        std::vector<Attempt> history = internal::DecodeHistory(find->Text(1));
+        find->Reset();
+        history.push_back({WallMs(), lease.consumer, std::string(reason)});
+        ASSIGN_OR_RETURN(Stmt * update, db_->Get("UPDATE events SET state = ?2, visible_at = ?3, "
+                                                 "history = ?4, dead_reason = ?5 WHERE seq = ?1"));
+        RETURN_IF_ERROR(update->Bind(1, *seq)
+                            .Bind(2, kDead)
+                            .Bind(3, meta_.qtime_ms)
+                            .BindText(4, internal::EncodeHistory(history))
+                            .BindText(5, reason)
+                            .Exec());
+        ++meta_.dead;
+        return Status::Ok();
+      },
+      /*durable=*/false);
+}
+
 StatusOr<QueueStats> SqliteQueue::Stats() {
   QueueStats stats;
   const Status run_status = Run(

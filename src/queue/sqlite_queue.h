@@ -45,6 +45,8 @@ class SqliteQueue final : public Queue {
   StatusOr<std::vector<Status>> AckBatch(const std::vector<queue::Lease>& leases) override;
   StatusOr<NackOutcome> Nack(const queue::Lease& lease, std::string_view reason,
                              std::optional<std::chrono::milliseconds> retry_after) override;
+  Status Release(const queue::Lease& lease, std::chrono::milliseconds delay) override;
+  Status DeadLetter(const queue::Lease& lease, std::string_view reason) override;
   StatusOr<QueueStats> Stats() override;
   StatusOr<std::vector<EventInfo>> Peek(int limit) override;
   StatusOr<std::vector<EventInfo>> DlqList(int limit) override;
