@@ -13,7 +13,9 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 #include <condition_variable>
+#include <filesystem>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -21,6 +23,7 @@
 #include <vector>
 
 #include "common/logging.h"
+#include "http/tls.h"
 
 namespace edgeloop::http {
 
@@ -82,6 +85,11 @@ class ServerMetrics {
                     ->AddCounter("edgeloop_http_connections_rejected_total",
                                  "Connections refused with 503 because of the connection cap.")
                     ->With({});
+    tls_failures_ = registry
+                        ->AddCounter("edgeloop_http_tls_handshake_failures_total",
+                                     "TLS handshakes that failed or timed out (including plain "
+                                     "HTTP sent to a TLS port).")
+                        ->With({});
     for (int code : {200, 400, 404, 405, 408, 413, 431, 500, 501, 503}) {
       common_[static_cast<size_t>(code)] = requests_->With({std::to_string(code)});
     }
@@ -104,21 +112,31 @@ class ServerMetrics {
   void ConnectionRejected() {
     if (rejected_) rejected_->Increment();
   }
+  void TlsHandshakeFailed() {
+    if (tls_failures_) tls_failures_->Increment();
+  }
 
  private:
   metrics::Family<metrics::Counter>* requests_ = nullptr;
   std::array<std::shared_ptr<metrics::Counter>, 600> common_;
   std::shared_ptr<metrics::Gauge> connections_;
   std::shared_ptr<metrics::Counter> rejected_;
+  std::shared_ptr<metrics::Counter> tls_failures_;
 };
 
-class Connection;
+// What the sweep and the drain need from a connection of either kind (plain or TLS).
+class ConnectionBase {
+ public:
+  virtual ~ConnectionBase() = default;
+  virtual void CheckDeadline(SteadyTime now) = 0;
+  virtual void BeginDrain() = 0;
+};
 
 // One I/O thread: its io_context, the connections that live on it, and the timeout sweep.
 // Member order matters: the io_context is destroyed before the connection set, because
 // destroying it destroys pending handlers and with them the connections they hold.
 struct Worker {
-  std::unordered_set<Connection*> connections;  // touched only on this worker's thread
+  std::unordered_set<ConnectionBase*> connections;  // touched only on this worker's thread
   asio::io_context io{1};
   std::optional<asio::steady_timer> sweep_timer;
   std::thread thread;
@@ -134,6 +152,7 @@ class Server::Impl {
   // this object, so the workers go first, while every other member is alive.
   ~Impl() {
     acceptor_.reset();
+    tls_timer_.reset();
     for (auto& worker : workers_) worker->sweep_timer.reset();
     workers_.clear();
   }
@@ -153,11 +172,19 @@ class Server::Impl {
 
   void ConnectionClosed(bool counted);
 
+  bool tls() const { return options_.tls.enabled(); }
+  Status LoadTls();
+  Status ReloadTls();
+
  private:
   void Accept();
   void OnAccept(const boost::system::error_code& ec, Socket socket, Worker* worker);
   void ScheduleSweep(Worker* worker);
+  void ScheduleTlsCheck();
   Worker* CurrentWorker();
+  std::shared_ptr<asio::ssl::context> TlsContext();
+  // The modification times of the TLS files, to notice a renewed certificate.
+  std::vector<std::filesystem::file_time_type> TlsFileTimes() const;
 
   ServerOptions options_;
   Handler* handler_ = nullptr;
@@ -173,18 +200,35 @@ class Server::Impl {
   std::atomic<int> rejecting_connections_{0};
   std::mutex drain_mu_;
   std::condition_variable drained_cv_;
+  std::mutex tls_mu_;
+  std::shared_ptr<asio::ssl::context> tls_context_;              // GUARDED_BY(tls_mu_)
+  std::vector<std::filesystem::file_time_type> tls_file_times_;  // GUARDED_BY(tls_mu_)
+  std::optional<asio::steady_timer> tls_timer_;                  // on workers_[0]
 };
 
 namespace {
 
-// One TCP connection. Lives on one worker; every member is touched only on that worker's thread
-// except through Send(), which posts there.
-class Connection final : public ResponseSink, public std::enable_shared_from_this<Connection> {
+// One TCP connection, plain (Stream = Socket) or TLS (Stream = beast::ssl_stream<Socket>).
+// Lives on one worker; every member is touched only on that worker's thread except through
+// Send(), which posts there.
+template <class Stream>
+class Connection final : public ConnectionBase,
+                         public ResponseSink,
+                         public std::enable_shared_from_this<Connection<Stream>> {
  public:
+  static constexpr bool kTls = !std::is_same_v<Stream, Socket>;
+
   // `counted`: the connection counts against max_connections. An uncounted one (over the cap)
   // reads one request and answers 503.
-  Connection(Server::Impl* server, Worker* worker, Socket socket, bool counted)
-      : server_(server), worker_(worker), socket_(std::move(socket)), counted_(counted) {}
+  Connection(Server::Impl* server, Worker* worker, Socket socket, bool counted) requires(!kTls)
+      : server_(server), worker_(worker), stream_(std::move(socket)), counted_(counted) {}
+  Connection(Server::Impl* server, Worker* worker, Socket socket, bool counted,
+             std::shared_ptr<asio::ssl::context> context) requires(kTls)
+      : server_(server),
+        worker_(worker),
+        context_(std::move(context)),
+        stream_(std::move(socket), *context_),
+        counted_(counted) {}
 
   ~Connection() override {
     worker_->connections.erase(this);
@@ -194,46 +238,98 @@ class Connection final : public ResponseSink, public std::enable_shared_from_thi
   void Start() {
     worker_->connections.insert(this);
     boost::system::error_code ignored;
-    socket_.set_option(tcp::no_delay(true), ignored);
-    WaitForRequest();
+    Lowest().set_option(tcp::no_delay(true), ignored);
+    if constexpr (kTls) {
+      ReadClientHello();
+    } else {
+      WaitForRequest();
+    }
   }
 
   void Send(Response response) override {
     // Inline when already on this connection's thread (the usual, synchronous case).
-    asio::dispatch(socket_.get_executor(),
-                   [self = shared_from_this(), response = std::move(response)]() mutable {
+    asio::dispatch(Lowest().get_executor(),
+                   [self = this->shared_from_this(), response = std::move(response)]() mutable {
                      self->Write(std::move(response));
                    });
   }
 
   // Called by the worker's sweep.
-  void CheckDeadline(SteadyTime now) {
+  void CheckDeadline(SteadyTime now) override {
     if (phase_ == Phase::kHandling || phase_ == Phase::kClosed || now < deadline_) return;
     timed_out_ = true;
     boost::system::error_code ignored;
     if (phase_ == Phase::kWriting || phase_ == Phase::kLingering) {
-      socket_.close(ignored);
+      Lowest().close(ignored);
     } else {
-      socket_.cancel(ignored);  // the pending read completes with operation_aborted
+      Lowest().cancel(ignored);  // the pending operation completes with operation_aborted
     }
   }
 
   // Called on the worker when the server starts draining.
-  void BeginDrain() {
+  void BeginDrain() override {
     if (phase_ == Phase::kIdle) {
       boost::system::error_code ignored;
-      socket_.cancel(ignored);
+      Lowest().cancel(ignored);
     }
   }
 
  private:
-  enum class Phase { kIdle, kHeader, kBody, kHandling, kWriting, kLingering, kClosed };
+  enum class Phase { kHandshake, kIdle, kHeader, kBody, kHandling, kWriting, kLingering, kClosed };
   static constexpr size_t kReadChunk = 8192;
 
   const ServerOptions& options() const { return server_->options(); }
+  Socket& Lowest() {
+    if constexpr (kTls) {
+      return stream_.next_layer();
+    } else {
+      return stream_;
+    }
+  }
 
   void SetDeadline(std::chrono::milliseconds timeout) {
     deadline_ = std::chrono::steady_clock::now() + timeout;
+  }
+
+  // TLS: the first bytes decide. A TLS record starts with 0x16 (handshake); anything else is
+  // most likely plain HTTP sent to the TLS port, which gets a readable answer instead of a
+  // handshake alert that the client would print as gibberish.
+  void ReadClientHello() {
+    phase_ = Phase::kHandshake;
+    SetDeadline(options().tls.handshake_timeout);
+    Lowest().async_read_some(
+        buffer_.prepare(kReadChunk),
+        [self = this->shared_from_this()](const boost::system::error_code& ec, size_t bytes) {
+          self->buffer_.commit(bytes);
+          if (ec || self->timed_out_) return self->HandshakeFailed();
+          const auto* first = static_cast<const unsigned char*>(self->buffer_.data().data());
+          if (*first != 0x16) return self->RejectPlaintext();
+          self->Handshake();
+        });
+  }
+
+  void Handshake() {
+    if constexpr (kTls) {
+      stream_.async_handshake(
+          asio::ssl::stream_base::server, buffer_.data(),
+          [self = this->shared_from_this()](const boost::system::error_code& ec, size_t used) {
+            if (ec || self->timed_out_) return self->HandshakeFailed();
+            self->buffer_.consume(used);
+            self->WaitForRequest();
+          });
+    }
+  }
+
+  void HandshakeFailed() {
+    server_->metrics().TlsHandshakeFailed();
+    Close();
+  }
+
+  void RejectPlaintext() {
+    server_->metrics().TlsHandshakeFailed();
+    plaintext_reply_ = true;
+    buffer_.consume(buffer_.size());
+    WriteEarlyError(400, "this port speaks HTTPS (TLS); use https://", true);
   }
 
   void WaitForRequest() {
@@ -244,9 +340,9 @@ class Connection final : public ResponseSink, public std::enable_shared_from_thi
     // A plain read rather than async_wait: Asio tries a read at once (usually answered EAGAIN)
     // and then waits on the already registered descriptor, whereas async_wait re-arms the
     // descriptor with an epoll_ctl syscall on every request.
-    socket_.async_read_some(
+    stream_.async_read_some(
         buffer_.prepare(kReadChunk),
-        [self = shared_from_this()](const boost::system::error_code& ec, size_t bytes) {
+        [self = this->shared_from_this()](const boost::system::error_code& ec, size_t bytes) {
           self->buffer_.commit(bytes);
           if (ec || self->timed_out_) return self->Close();
           self->ReadHeader();
@@ -259,9 +355,9 @@ class Connection final : public ResponseSink, public std::enable_shared_from_thi
     parser_.emplace();
     parser_->header_limit(static_cast<uint32_t>(options().max_header_bytes));
     parser_->body_limit(options().max_body_bytes);
-    bhttp::async_read_header(socket_, buffer_, *parser_,
-                             [self = shared_from_this()](const boost::system::error_code& ec,
-                                                         size_t) { self->OnHeader(ec); });
+    bhttp::async_read_header(stream_, buffer_, *parser_,
+                             [self = this->shared_from_this()](const boost::system::error_code& ec,
+                                                               size_t) { self->OnHeader(ec); });
   }
 
   void OnHeader(const boost::system::error_code& ec) {
@@ -276,11 +372,12 @@ class Connection final : public ResponseSink, public std::enable_shared_from_thi
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
       phase_ = Phase::kWriting;
       SetDeadline(options().body_timeout);
-      asio::async_write(socket_, asio::buffer(kContinue.data(), kContinue.size()),
-                        [self = shared_from_this()](const boost::system::error_code& wec, size_t) {
-                          if (wec) return self->Close();
-                          self->ReadBody();
-                        });
+      asio::async_write(
+          stream_, asio::buffer(kContinue.data(), kContinue.size()),
+          [self = this->shared_from_this()](const boost::system::error_code& wec, size_t) {
+            if (wec) return self->Close();
+            self->ReadBody();
+          });
       return;
     }
     ReadBody();
@@ -289,11 +386,12 @@ class Connection final : public ResponseSink, public std::enable_shared_from_thi
   void ReadBody() {
     phase_ = Phase::kBody;
     SetDeadline(options().body_timeout);
-    bhttp::async_read(socket_, buffer_, *parser_,
-                      [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
-                        if (ec) return self->OnReadError(ec);
-                        self->Dispatch();
-                      });
+    bhttp::async_read(
+        stream_, buffer_, *parser_,
+        [self = this->shared_from_this()](const boost::system::error_code& ec, size_t) {
+          if (ec) return self->OnReadError(ec);
+          self->Dispatch();
+        });
   }
 
   void OnReadError(const boost::system::error_code& ec) {
@@ -343,7 +441,8 @@ class Connection final : public ResponseSink, public std::enable_shared_from_thi
     }
     request.body = std::move(message.body());
     server_->handler()->Handle(
-        std::move(request), Responder(std::static_pointer_cast<ResponseSink>(shared_from_this())));
+        std::move(request),
+        Responder(std::static_pointer_cast<ResponseSink>(this->shared_from_this())));
   }
 
   // Answers a request that was not read completely (or not valid) and closes.
@@ -368,11 +467,15 @@ class Connection final : public ResponseSink, public std::enable_shared_from_thi
     SetDeadline(options().body_timeout);
     // Header and body go out in one sendmsg (two iovecs), without copying the body.
     const std::array<asio::const_buffer, 2> buffers = {asio::buffer(header_), asio::buffer(body_)};
-    asio::async_write(
-        socket_, buffers,
-        [self = shared_from_this(), keep_alive](const boost::system::error_code& ec, size_t) {
-          self->OnWrite(ec, keep_alive);
-        });
+    auto on_write = [self = this->shared_from_this(), keep_alive](
+                        const boost::system::error_code& ec, size_t) {
+      self->OnWrite(ec, keep_alive);
+    };
+    if (kTls && plaintext_reply_) {
+      asio::async_write(Lowest(), buffers, std::move(on_write));
+    } else {
+      asio::async_write(stream_, buffers, std::move(on_write));
+    }
   }
 
   // The status line and headers, written by hand: Beast's serializer costs more per response
@@ -416,10 +519,23 @@ class Connection final : public ResponseSink, public std::enable_shared_from_thi
       version_ = 0;
       return WaitForRequest();
     }
+    if constexpr (kTls) {
+      if (!plaintext_reply_) return CloseNotify();
+    }
     boost::system::error_code ignored;
-    socket_.shutdown(Socket::shutdown_send, ignored);
+    Lowest().shutdown(Socket::shutdown_send, ignored);
     if (linger_after_write_) return Linger();
     Close();
+  }
+
+  // TLS: sends close_notify and waits (as long as a linger) for the client's, or its close.
+  void CloseNotify() {
+    if constexpr (kTls) {
+      phase_ = Phase::kLingering;
+      SetDeadline(std::chrono::milliseconds(2000));
+      stream_.async_shutdown(
+          [self = this->shared_from_this()](const boost::system::error_code&) { self->Close(); });
+    }
   }
 
   // After answering a request we did not read to its end, read and discard what the client
@@ -429,9 +545,9 @@ class Connection final : public ResponseSink, public std::enable_shared_from_thi
     phase_ = Phase::kLingering;
     SetDeadline(std::chrono::milliseconds(2000));
     if (!discard_) discard_ = std::make_unique<std::array<char, 4096>>();
-    socket_.async_read_some(
+    Lowest().async_read_some(
         asio::buffer(*discard_),
-        [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
+        [self = this->shared_from_this()](const boost::system::error_code& ec, size_t) {
           if (ec) return self->Close();
           self->Linger();
         });
@@ -441,12 +557,13 @@ class Connection final : public ResponseSink, public std::enable_shared_from_thi
     if (phase_ == Phase::kClosed) return;
     phase_ = Phase::kClosed;
     boost::system::error_code ignored;
-    socket_.close(ignored);
+    Lowest().close(ignored);
   }
 
   Server::Impl* server_;
   Worker* worker_;
-  Socket socket_;
+  std::shared_ptr<asio::ssl::context> context_;  // TLS: outlives stream_
+  Stream stream_;
   const bool counted_;
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
@@ -459,12 +576,75 @@ class Connection final : public ResponseSink, public std::enable_shared_from_thi
   bool keep_alive_ = false;
   bool head_request_ = false;
   bool linger_after_write_ = false;
+  bool plaintext_reply_ = false;  // TLS: answering plain HTTP in plain text
   unsigned version_ = 0;
 };
 
+using PlainConnection = Connection<Socket>;
+using TlsConnection = Connection<beast::ssl_stream<Socket>>;
+
 }  // namespace
 
+Status Server::Impl::LoadTls() {
+  if (!tls()) return Status::Ok();
+  std::vector<std::filesystem::file_time_type> times = TlsFileTimes();
+  ASSIGN_OR_RETURN(std::shared_ptr<asio::ssl::context> context, MakeServerTlsContext(options_.tls));
+  std::lock_guard<std::mutex> lock(tls_mu_);
+  tls_context_ = std::move(context);
+  tls_file_times_ = std::move(times);
+  return Status::Ok();
+}
+
+Status Server::Impl::ReloadTls() {
+  if (!tls()) return FailedPreconditionError("the server does not speak TLS");
+  const Status status = LoadTls();
+  if (status.ok()) {
+    log::Info("TLS certificate loaded", {{"cert_file", options_.tls.cert_file}});
+  } else {
+    log::Warn("TLS certificate not reloaded; the previous one stays in use", {{"error", status}});
+  }
+  return status;
+}
+
+std::shared_ptr<asio::ssl::context> Server::Impl::TlsContext() {
+  std::lock_guard<std::mutex> lock(tls_mu_);
+  return tls_context_;
+}
+
+std::vector<std::filesystem::file_time_type> Server::Impl::TlsFileTimes() const {
+  std::vector<std::filesystem::file_time_type> times;
+  for (const std::string* path :
+       {&options_.tls.cert_file, &options_.tls.key_file, &options_.tls.client_ca_file}) {
+    std::error_code ec;
+    times.push_back(path->empty() ? std::filesystem::file_time_type{}
+                                  : std::filesystem::last_write_time(*path, ec));
+  }
+  return times;
+}
+
+// Polls the files' modification times: cheap (three stat calls), and unlike inotify it also
+// notices a certificate renewed by replacing a symlinked directory (Kubernetes secrets).
+void Server::Impl::ScheduleTlsCheck() {
+  if (!tls() || options_.tls.reload_check_interval.count() <= 0) return;
+  if (!tls_timer_) tls_timer_.emplace(workers_[0]->io);
+  tls_timer_->expires_after(options_.tls.reload_check_interval);
+  tls_timer_->async_wait([this](const boost::system::error_code& ec) {
+    if (ec || stopped_.load()) return;
+    std::vector<std::filesystem::file_time_type> times = TlsFileTimes();
+    bool changed;
+    {
+      std::lock_guard<std::mutex> lock(tls_mu_);
+      changed = times != tls_file_times_;
+      // A failed reload is not retried until the files change again.
+      if (changed) tls_file_times_ = times;
+    }
+    if (changed) (void)ReloadTls();
+    ScheduleTlsCheck();
+  });
+}
+
 Status Server::Impl::Listen() {
+  RETURN_IF_ERROR(LoadTls());
   const int threads = options_.threads > 0 ? options_.threads : AvailableCpus();
   for (int i = 0; i < threads; ++i) workers_.push_back(std::make_unique<Worker>());
 
@@ -489,6 +669,7 @@ void Server::Impl::Start(Handler* handler) {
   if (started_.exchange(true)) return;
   handler_ = handler;
   Accept();
+  ScheduleTlsCheck();
   for (auto& worker : workers_) {
     ScheduleSweep(worker.get());
     worker->thread = std::thread([w = worker.get()] {
@@ -535,9 +716,17 @@ void Server::Impl::OnAccept(const boost::system::error_code& ec, Socket socket, 
   } else {
     metrics_.ConnectionOpened();
   }
-  asio::post(worker->io, [this, worker, counted, socket = std::move(socket)]() mutable {
-    std::make_shared<Connection>(this, worker, std::move(socket), counted)->Start();
-  });
+  if (tls()) {
+    asio::post(worker->io, [this, worker, counted, context = TlsContext(),
+                            socket = std::move(socket)]() mutable {
+      std::make_shared<TlsConnection>(this, worker, std::move(socket), counted, std::move(context))
+          ->Start();
+    });
+  } else {
+    asio::post(worker->io, [this, worker, counted, socket = std::move(socket)]() mutable {
+      std::make_shared<PlainConnection>(this, worker, std::move(socket), counted)->Start();
+    });
+  }
   Accept();
 }
 
@@ -561,7 +750,7 @@ void Server::Impl::ScheduleSweep(Worker* worker) {
     const SteadyTime now = std::chrono::steady_clock::now();
     // CheckDeadline may close a connection, but the connection object outlives this loop:
     // its destructor runs only after its pending handler completes, later on this thread.
-    for (Connection* connection : worker->connections) connection->CheckDeadline(now);
+    for (ConnectionBase* connection : worker->connections) connection->CheckDeadline(now);
     if (!stopped_.load()) ScheduleSweep(worker);
   });
 }
@@ -579,7 +768,7 @@ bool Server::Impl::Shutdown(std::chrono::milliseconds timeout) {
   });
   for (auto& worker : workers_) {
     asio::post(worker->io, [w = worker.get()] {
-      for (Connection* connection : w->connections) connection->BeginDrain();
+      for (ConnectionBase* connection : w->connections) connection->BeginDrain();
     });
   }
   bool drained;
@@ -636,6 +825,8 @@ bool Server::listens_on_loopback_only() const {
   return !ec && address.is_loopback();
 }
 int Server::threads() const { return impl_->threads(); }
+bool Server::tls() const { return impl_->tls(); }
+Status Server::ReloadTls() { return impl_->ReloadTls(); }
 void Server::Start(Handler* handler) { impl_->Start(handler); }
 bool Server::Shutdown(std::chrono::milliseconds timeout) { return impl_->Shutdown(timeout); }
 void Server::Post(Task task) { impl_->Post(std::move(task)); }

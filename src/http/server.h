@@ -11,6 +11,15 @@
 // closes the connection. A keep-alive connection idle for `idle_timeout` is closed. Beyond
 // `max_connections`, new connections get 503 and are closed. Timeouts are checked by a sweep
 // every `sweep_interval`, so they fire up to that much late.
+//
+// TLS: with `tls.cert_file` and `tls.key_file` set, every connection speaks TLS 1.2 or 1.3 only
+// (ECDHE with AES-GCM or ChaCha20-Poly1305), with a handshake bounded by `tls.handshake_timeout`
+// under the same sweep. A client that sends plain HTTP to a TLS port gets a plain-text 400 that
+// says to use https://, and the connection is closed. With `tls.client_ca_file` set, clients must
+// present a certificate that chains to one of those CAs (mutual TLS); others fail the handshake.
+// The certificate, key and CA files are read again when their modification times change (checked
+// every `tls.reload_check_interval`) or on ReloadTls(); a reload that fails keeps the previous
+// certificate. Key material is never logged.
 #ifndef EDGELOOP_HTTP_SERVER_H_
 #define EDGELOOP_HTTP_SERVER_H_
 
@@ -26,6 +35,15 @@
 
 namespace edgeloop::http {
 
+struct TlsOptions {
+  std::string cert_file;       // PEM: the server certificate, then its chain; empty: plain HTTP
+  std::string key_file;        // PEM: the private key (unencrypted)
+  std::string client_ca_file;  // PEM CAs; non-empty: require client certificates (mutual TLS)
+  std::chrono::milliseconds handshake_timeout{10'000};
+  std::chrono::milliseconds reload_check_interval{5'000};  // 0: reload only on ReloadTls()
+  bool enabled() const { return !cert_file.empty(); }
+};
+
 struct ServerOptions {
   std::string address = "0.0.0.0";
   uint16_t port = 8000;  // 0 picks a free port; see Server::port()
@@ -37,6 +55,7 @@ struct ServerOptions {
   std::chrono::milliseconds idle_timeout{60'000};
   std::chrono::milliseconds sweep_interval{100};
   int max_connections = 1024;
+  TlsOptions tls;
 };
 
 // The number of CPUs in this process's affinity mask (at least 1).
@@ -45,7 +64,9 @@ int AvailableCpus();
 class Server : public TaskRunner {
  public:
   // Binds and listens (so that "port in use" is reported here) but serves nothing until
-  // Start(). `registry` must outlive the server; it may be null.
+  // Start(). `registry` must outlive the server; it may be null. With TLS options, the files are
+  // loaded here: an unreadable file, a file that is not PEM, an encrypted key or a key that does
+  // not match the certificate is kInvalidArgument naming the file.
   static StatusOr<std::unique_ptr<Server>> Create(const ServerOptions& options,
                                                   metrics::Registry* registry);
   ~Server() override;  // Shuts down (without waiting for in-flight requests) if still running.
@@ -56,6 +77,12 @@ class Server : public TaskRunner {
   // True when the listening address is a loopback address (127.0.0.0/8, ::1).
   bool listens_on_loopback_only() const;
   int threads() const;
+  bool tls() const;
+
+  // Reads the TLS certificate, key and client CA files again; connections accepted afterwards
+  // use them, connections already open keep theirs. On error the previous files stay in use.
+  // kFailedPrecondition when the server does not speak TLS. Thread-safe.
+  Status ReloadTls();
 
   // Starts the I/O threads and accepting requests for `handler`, which must outlive the server.
   // Call once.
