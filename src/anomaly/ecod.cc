@@ -12,7 +12,6 @@ namespace edgeloop::anomaly {
 
 using tabular_internal::AppendFloatArray;
 using tabular_internal::AppendNumber;
-using tabular_internal::CleanForFit;
 using tabular_internal::FeatureStats;
 using tabular_internal::Rng;
 
@@ -70,28 +69,31 @@ StatusOr<std::unique_ptr<Ecod>> Ecod::Fit(const float* rows, int64_t n, int64_t 
     std::sort(kept.begin(), kept.end());
   }
   const auto d = static_cast<size_t>(num_features);
-  std::vector<float> clean(kept.size() * d);
-  for (size_t i = 0; i < kept.size(); ++i) {
-    const float* row = rows + static_cast<size_t>(kept[i]) * d;
-    for (size_t f = 0; f < d; ++f) {
-      clean[i * d + f] = CleanForFit(row[f], stats, static_cast<int64_t>(f));
-    }
-  }
+  const auto m = kept.size();
+  // The kept rows' cleaned columns, in row order (the training scores below need them).
+  std::vector<float> columns(d * m);
   ecod->sorted_.resize(d);
   ecod->skewness_.resize(d);
   for (size_t f = 0; f < d; ++f) {
-    std::vector<float>& column = ecod->sorted_[f];
-    column.resize(kept.size());
-    for (size_t i = 0; i < kept.size(); ++i) column[i] = clean[i * d + f];
-    ecod->skewness_[f] = Skewness(column);
-    std::sort(column.begin(), column.end());
+    float* column = &columns[f * m];
+    tabular_internal::GatherCleanColumn(rows, num_features, kept, static_cast<int64_t>(f), stats,
+                                        column);
+    ecod->sorted_[f].assign(column, column + m);
+    ecod->skewness_[f] = Skewness(ecod->sorted_[f]);
+    std::sort(ecod->sorted_[f].begin(), ecod->sorted_[f].end());
   }
   ecod->Finish();
 
+  std::vector<double> left(m, 0.0);
+  std::vector<double> right(m, 0.0);
+  std::vector<double> automatic(m, 0.0);
+  for (size_t f = 0; f < d; ++f) {
+    ecod->AddTails(f, &columns[f * m], 1, m, left.data(), right.data(), automatic.data());
+  }
   double sum = 0;
-  std::vector<double> raw(kept.size());
-  for (size_t i = 0; i < kept.size(); ++i) {
-    raw[i] = ecod->RawScore(&clean[i * d]);
+  std::vector<double> raw(m);
+  for (size_t i = 0; i < m; ++i) {
+    raw[i] = std::max({left[i], right[i], automatic[i]});
     sum += raw[i];
   }
   ecod->score_mean_ = sum / static_cast<double>(raw.size());
@@ -102,10 +104,96 @@ StatusOr<std::unique_ptr<Ecod>> Ecod::Fit(const float* rows, int64_t n, int64_t 
 }
 
 void Ecod::Finish() {
-  neg_log_tail_.resize(static_cast<size_t>(rows_) + 1);
-  const auto denominator = static_cast<double>(rows_ + 1);
-  for (size_t c = 0; c < neg_log_tail_.size(); ++c) {
+  const auto m = static_cast<size_t>(rows_);
+  // -log of the smoothed tail probability of a count c of training values: (c + 1) / (m + 1).
+  neg_log_tail_.resize(m + 1);
+  const auto denominator = static_cast<double>(m + 1);
+  for (size_t c = 0; c <= m; ++c) {
     neg_log_tail_[c] = -std::log(static_cast<double>(c + 1) / denominator);
+  }
+  tables_.assign(sorted_.size(), FeatureTable());
+  for (size_t f = 0; f < sorted_.size(); ++f) {
+    const std::vector<float>& column = sorted_[f];
+    FeatureTable& table = tables_[f];
+    table.at_most.push_back(0);
+    for (size_t i = 0; i < m; ++i) {
+      if (i + 1 == m || column[i + 1] != column[i]) {  // the last copy of a distinct value
+        table.distinct.push_back(column[i]);
+        table.at_most.push_back(static_cast<int32_t>(i + 1));
+      }
+    }
+    const size_t k = table.distinct.size();
+    // About one distinct value per bucket on evenly spread data.
+    const auto buckets = static_cast<int64_t>(std::max<size_t>(1, k));
+    table.low = table.distinct.front();
+    const double span = static_cast<double>(table.distinct.back()) - table.low;
+    table.width = span > 0 ? span / static_cast<double>(buckets) : 1.0;
+    table.inverse_width = 1.0 / table.width;
+    table.bucket_start.resize(static_cast<size_t>(buckets) + 1);
+    for (int64_t b = 0; b < buckets; ++b) {
+      const double edge = table.Edge(b);
+      table.bucket_start[static_cast<size_t>(b)] = static_cast<int32_t>(
+          std::lower_bound(table.distinct.begin(), table.distinct.end(), edge,
+                           [](float u, double e) { return static_cast<double>(u) < e; }) -
+          table.distinct.begin());
+    }
+    table.bucket_start[static_cast<size_t>(buckets)] = static_cast<int32_t>(k);
+  }
+}
+
+inline size_t Ecod::FeatureTable::Rank(float v, bool* equal) const {
+  const size_t k = distinct.size();
+  *equal = false;
+  if (v < distinct.front()) return 0;
+  if (v > distinct.back()) return k;
+  // distinct.front() <= v <= distinct.back(): find the bucket whose range holds v. The
+  // multiplication can round across an edge, so the bucket is checked against the same Edge()
+  // the index was built with.
+  const auto buckets = static_cast<int64_t>(bucket_start.size()) - 1;
+  const double x = v;
+  auto b = static_cast<int64_t>((x - low) * inverse_width);
+  b = std::clamp<int64_t>(b, 0, buckets - 1);
+  while (b > 0 && x < Edge(b)) --b;
+  while (b + 1 < buckets && x >= Edge(b + 1)) ++b;
+  // Every distinct value below Edge(b) is below v, and v < Edge(b + 1) (or b is the last
+  // bucket), so the first distinct value >= v lies in [bucket_start[b], bucket_start[b + 1]].
+  // A branch-free lower_bound: its comparisons are unpredictable, and without branches the
+  // searches of consecutive rows overlap.
+  const float* base = distinct.data() + bucket_start[static_cast<size_t>(b)];
+  auto len = static_cast<size_t>(bucket_start[static_cast<size_t>(b) + 1] -
+                                 bucket_start[static_cast<size_t>(b)]);
+  size_t j = static_cast<size_t>(base - distinct.data());
+  if (len > 0) {
+    while (len > 1) {
+      const size_t half = len / 2;
+      base = base[half] < v ? base + half : base;
+      len -= half;
+    }
+    j = static_cast<size_t>(base - distinct.data()) + (base[0] < v ? 1 : 0);
+  }
+  *equal = j < k && distinct[j] == v;
+  return j;
+}
+
+void Ecod::AddTails(size_t f, const float* values, size_t stride, size_t n, double* left,
+                    double* right, double* automatic) const {
+  const FeatureTable& table = tables_[f];
+  const int32_t* at_most = table.at_most.data();
+  const double* tail = neg_log_tail_.data();
+  const auto m = static_cast<int32_t>(rows_);
+  const float median = medians_[f];
+  const bool left_skewed = skewness_[f] < 0;
+  for (size_t i = 0; i < n; ++i) {
+    bool equal = false;
+    const size_t j =
+        table.Rank(tabular_internal::CleanForScore(values[i * stride], median), &equal);
+    // F_left counts training values <= v, F_right those >= v.
+    const int32_t below = at_most[j];
+    const double l = tail[equal ? at_most[j + 1] : below];
+    const double r = tail[m - below];
+    left[i] += l;
+    right[i] += r;
+    automatic[i] += left_skewed ? l : r;
   }
 }
 
@@ -113,30 +201,33 @@ double Ecod::RawScore(const float* row) const {
   double left = 0;
   double right = 0;
   double automatic = 0;
-  for (size_t f = 0; f < sorted_.size(); ++f) {
-    float v = row[f];
-    if (std::isnan(v)) v = medians_[f];
-    const std::vector<float>& column = sorted_[f];
-    // F_left counts training values <= v, F_right those >= v.
-    const auto at_most = std::upper_bound(column.begin(), column.end(), v) - column.begin();
-    const auto at_least = column.end() - std::lower_bound(column.begin(), column.end(), v);
-    const double l = neg_log_tail_[static_cast<size_t>(at_most)];
-    const double r = neg_log_tail_[static_cast<size_t>(at_least)];
-    left += l;
-    right += r;
-    automatic += skewness_[f] < 0 ? l : r;
-  }
+  for (size_t f = 0; f < tables_.size(); ++f) AddTails(f, row + f, 1, 1, &left, &right, &automatic);
   return std::max({left, right, automatic});
 }
 
 void Ecod::Score(const float* rows, int64_t n, double* scores) const {
+  // Blocks of rows, feature by feature: one feature's tables stay in cache for the block.
+  constexpr size_t kBlock = 2048;
   const auto d = static_cast<size_t>(num_features_);
-  for (int64_t i = 0; i < n; ++i) {
-    const double raw = RawScore(rows + static_cast<size_t>(i) * d);
-    if (score_std_ > 0) {
-      scores[i] = 0.5 * std::erfc(-(raw - score_mean_) / (score_std_ * M_SQRT2));
-    } else {
-      scores[i] = raw > score_mean_ ? 1.0 : raw < score_mean_ ? 0.0 : 0.5;
+  std::vector<double> left_buffer(kBlock), right_buffer(kBlock), automatic_buffer(kBlock);
+  double* left = left_buffer.data();
+  double* right = right_buffer.data();
+  double* automatic = automatic_buffer.data();
+  for (size_t start = 0; start < static_cast<size_t>(n); start += kBlock) {
+    const size_t count = std::min(kBlock, static_cast<size_t>(n) - start);
+    std::fill(left, left + count, 0.0);
+    std::fill(right, right + count, 0.0);
+    std::fill(automatic, automatic + count, 0.0);
+    const float* block = rows + start * d;
+    for (size_t f = 0; f < d; ++f) AddTails(f, block + f, d, count, left, right, automatic);
+    for (size_t i = 0; i < count; ++i) {
+      const double raw = std::max({left[i], right[i], automatic[i]});
+      double& score = scores[start + i];
+      if (score_std_ > 0) {
+        score = 0.5 * std::erfc(-(raw - score_mean_) / (score_std_ * M_SQRT2));
+      } else {
+        score = raw > score_mean_ ? 1.0 : raw < score_mean_ ? 0.0 : 0.5;
+      }
     }
   }
 }

@@ -5,6 +5,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <span>
 #include <utility>
 
 #include "anomaly/tabular_util.h"
@@ -13,7 +14,7 @@ namespace edgeloop::anomaly {
 
 using tabular_internal::AppendFloatArray;
 using tabular_internal::AppendNumber;
-using tabular_internal::CleanForFit;
+using tabular_internal::CleanForScore;
 using tabular_internal::FeatureStats;
 using tabular_internal::Rng;
 
@@ -192,11 +193,9 @@ StatusOr<std::unique_ptr<IsolationForest>> IsolationForest::Fit(
       features[i] = all_features[i];
     }
     for (size_t j = 0; j < features.size(); ++j) {
-      const auto f = static_cast<size_t>(features[j]);
-      for (size_t i = 0; i < psi; ++i) {
-        const float* row = rows + static_cast<size_t>(permutation[i]) * num_features;
-        columns[j][i] = CleanForFit(row[f], stats, features[j]);
-      }
+      tabular_internal::GatherCleanColumn(rows, num_features,
+                                          std::span<const int64_t>(permutation.data(), psi),
+                                          features[j], stats, columns[j].data());
     }
     std::iota(subsample.begin(), subsample.end(), 0);
     forest->roots_.push_back(static_cast<int32_t>(forest->nodes_.size()));
@@ -291,7 +290,7 @@ void IsolationForest::Score(const float* rows, int64_t n, double* scores) const 
           for (int k = 0; k < kLanes; ++k) {
             const WalkNode& node = walk[at[k]];
             float v = block[static_cast<size_t>(r + k) * d + static_cast<size_t>(node.feature)];
-            v = std::isnan(v) ? medians[node.feature] : v;
+            v = CleanForScore(v, medians[node.feature]);
             at[k] = node.left + (v >= node.threshold ? 1 : 0);
           }
         }
@@ -303,7 +302,7 @@ void IsolationForest::Score(const float* rows, int64_t n, double* scores) const 
         for (int32_t step = 0; step < depth; ++step) {
           const WalkNode& node = walk[at];
           float v = row[node.feature];
-          v = std::isnan(v) ? medians[node.feature] : v;
+          v = CleanForScore(v, medians[node.feature]);
           at = node.left + (v >= node.threshold ? 1 : 0);
         }
         total[r] += path_length[at];

@@ -126,6 +126,15 @@ FeatureStats ComputeFeatureStats(const float* rows, int64_t n, int64_t num_featu
   return stats;
 }
 
+void GatherCleanColumn(const float* rows, int64_t num_features, std::span<const int64_t> row_ids,
+                       int64_t feature, const FeatureStats& stats, float* out) {
+  const auto d = static_cast<size_t>(num_features);
+  const auto f = static_cast<size_t>(feature);
+  for (size_t i = 0; i < row_ids.size(); ++i) {
+    out[i] = CleanForFit(rows[static_cast<size_t>(row_ids[i]) * d + f], stats, feature);
+  }
+}
+
 void AppendNumber(std::string* out, double v) {
   if (v == 0) v = 0;  // -0 would read back as the integer 0 and change the bytes
   char buffer[32];

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <map>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -62,6 +63,16 @@ inline float CleanForFit(float v, const FeatureStats& stats, int64_t feature) {
   if (v == -INFINITY) return stats.min[static_cast<size_t>(feature)];
   return v;
 }
+
+// Feature `feature` of the rows `row_ids` of `rows` (row-major, `num_features` per row) after
+// the fit rule (CleanForFit), written to out[0 .. row_ids.size()). The one place both detectors
+// prepare training columns.
+void GatherCleanColumn(const float* rows, int64_t num_features, std::span<const int64_t> row_ids,
+                       int64_t feature, const FeatureStats& stats, float* out);
+
+// A value to score after the scoring rule: NaN (missing) becomes the training median; infinities
+// stay (they lie beyond every training value).
+inline float CleanForScore(float v, float median) { return std::isnan(v) ? median : v; }
 
 // Appends the shortest text that reads back as exactly `v` (std::to_chars). Floats are written
 // as the double of the same value, so any JSON reader that parses numbers as doubles gets the
