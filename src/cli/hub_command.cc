@@ -132,6 +132,23 @@ Command AddHubCommand(CLI::App& root) {
       ->capture_default_str();
   serve->add_option("--max-connections", options->http.max_connections, "Open connections allowed")
       ->capture_default_str();
+  CLI::Option* tls_cert =
+      serve
+          ->add_option("--tls-cert", options->http.tls.cert_file,
+                       "Serve HTTPS with this PEM certificate (then its chain); reloaded when the "
+                       "file changes or on SIGHUP")
+          ->check(CLI::ExistingFile);
+  CLI::Option* tls_key =
+      serve
+          ->add_option("--tls-key", options->http.tls.key_file, "The certificate's PEM private key")
+          ->check(CLI::ExistingFile);
+  serve
+      ->add_option("--tls-client-ca", options->http.tls.client_ca_file,
+                   "Require client certificates signed by these PEM CAs (mutual TLS)")
+      ->check(CLI::ExistingFile)
+      ->needs(tls_cert);
+  tls_cert->needs(tls_key);
+  tls_key->needs(tls_cert);
   serve
       ->add_option("--drain-timeout-ms", *drain_ms,
                    "On SIGTERM, how long requests may take to finish")

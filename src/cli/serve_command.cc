@@ -78,6 +78,20 @@ Command AddServeCommand(CLI::App& root) {
                   "Open connections allowed; more get 503")
       ->capture_default_str()
       ->check(CLI::Range(1, 1'000'000));
+  CLI::Option* tls_cert =
+      app->add_option("--tls-cert", http.tls.cert_file,
+                      "Serve HTTPS with this PEM certificate (then its chain); reloaded when the "
+                      "file changes")
+          ->check(CLI::ExistingFile);
+  CLI::Option* tls_key =
+      app->add_option("--tls-key", http.tls.key_file, "The certificate's PEM private key")
+          ->check(CLI::ExistingFile);
+  app->add_option("--tls-client-ca", http.tls.client_ca_file,
+                  "Require client certificates signed by these PEM CAs (mutual TLS)")
+      ->check(CLI::ExistingFile)
+      ->needs(tls_cert);
+  tls_cert->needs(tls_key);
+  tls_key->needs(tls_cert);
   app->add_option("--poll-interval-ms", *poll_ms,
                   "How often to scan the repository for new versions (0: only at start)")
       ->capture_default_str()

@@ -75,10 +75,10 @@ StatusOr<std::unique_ptr<Function>> MakeStage(const std::string& kind, const YAM
     return std::unique_ptr<Function>(std::move(function));
   }
   if (kind == "upload") {
-    RETURN_IF_ERROR(
-        CheckKeys(node, "upload",
-                  {"destination", "url", "health_url", "folder", "token_file", "compression",
-                   "bandwidth_bytes_per_s", "max_request_bytes", "timeout_ms"}));
+    RETURN_IF_ERROR(CheckKeys(node, "upload",
+                              {"destination", "url", "health_url", "folder", "token_file",
+                               "compression", "bandwidth_bytes_per_s", "max_request_bytes",
+                               "timeout_ms", "ca_file", "client_cert_file", "client_key_file"}));
     UploadOptions options;
     options.clock = clock;
     options.metrics = metrics;
@@ -97,6 +97,16 @@ StatusOr<std::unique_ptr<Function>> MakeStage(const std::string& kind, const YAM
       }
       if (node["timeout_ms"]) {
         http.timeout = std::chrono::milliseconds(node["timeout_ms"].as<int64_t>());
+      }
+      for (auto [key, field] : {std::pair{"ca_file", &http.ca_file},
+                                {"client_cert_file", &http.client_cert_file},
+                                {"client_key_file", &http.client_key_file}}) {
+        if (!node[key]) continue;
+        *field = Resolve(base, node[key].as<std::string>()).string();
+        if (!std::filesystem::is_regular_file(*field)) {
+          return InvalidArgumentError(std::string("upload: ") + key + " '" + *field +
+                                      "' is not a readable file");
+        }
       }
       ASSIGN_OR_RETURN(options.sink, MakeHttpSink(std::move(http)));
     } else {

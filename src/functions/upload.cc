@@ -149,6 +149,17 @@ class HttpSink : public Sink {
 
   std::string Describe() const override { return options_.url; }
 
+ private:
+  void SetTlsOptions(CURL* curl) const {
+    if (!options_.ca_file.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, options_.ca_file.c_str());
+    if (!options_.client_cert_file.empty()) {
+      curl_easy_setopt(curl, CURLOPT_SSLCERT, options_.client_cert_file.c_str());
+      curl_easy_setopt(curl, CURLOPT_SSLKEY, options_.client_key_file.c_str());
+    }
+    curl_easy_setopt(curl, CURLOPT_SSLVERSION, CURL_SSLVERSION_TLSv1_2);
+  }
+
+ public:
   Status Probe() override {
     CURL* curl = curl_easy_init();
     if (curl == nullptr) return InternalError("curl_easy_init failed");
@@ -160,6 +171,7 @@ class HttpSink : public Sink {
                      static_cast<long>(options_.connect_timeout.count()));
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, AppendToString);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
+    SetTlsOptions(curl);
     const CURLcode code = curl_easy_perform(curl);
     long status = 0;
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
@@ -212,6 +224,7 @@ class HttpSink : public Sink {
     curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, CancelCheck);
     curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &context);
+    SetTlsOptions(curl);
     const CURLcode code = curl_easy_perform(curl);
     long status = 0;
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
@@ -414,6 +427,15 @@ std::unique_ptr<Sink> MakeFolderSink(std::filesystem::path dir) {
 StatusOr<std::unique_ptr<Sink>> MakeHttpSink(HttpSinkOptions options) {
   if (options.url.rfind("http://", 0) != 0 && options.url.rfind("https://", 0) != 0) {
     return InvalidArgumentError("upload url must start with http:// or https://: " + options.url);
+  }
+  const bool tls_files = !options.ca_file.empty() || !options.client_cert_file.empty() ||
+                         !options.client_key_file.empty();
+  if (tls_files && options.url.rfind("https://", 0) != 0) {
+    return InvalidArgumentError("upload: ca_file and client certificates need an https:// url: " +
+                                options.url);
+  }
+  if (options.client_cert_file.empty() != options.client_key_file.empty()) {
+    return InvalidArgumentError("upload: give both client_cert_file and client_key_file");
   }
   if (options.health_url.empty()) {
     const size_t slash = options.url.find_last_of('/');

@@ -96,7 +96,16 @@ struct HttpSinkOptions {
   std::string token;  // bearer token; empty: no Authorization header
   std::chrono::milliseconds timeout{30'000};
   std::chrono::milliseconds connect_timeout{5'000};
+  // https:// only. PEM CA certificates to trust for the hub's certificate instead of the
+  // system's (a private CA); empty: the system's trust store. The hub's name is always verified.
+  std::string ca_file;
+  // For a hub that requires client certificates (mutual TLS): this site's PEM certificate and
+  // unencrypted private key.
+  std::string client_cert_file;
+  std::string client_key_file;
 };
+// kInvalidArgument for a URL that is not http(s)://, TLS files on an http:// URL, or a client
+// certificate without its key (or the reverse).
 StatusOr<std::unique_ptr<Sink>> MakeHttpSink(HttpSinkOptions options);
 
 // A token bucket of bytes per second with a one-second burst. Thread-safe.

@@ -17,6 +17,7 @@ Status RunHub(const HubOptions& options) {
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  sigaddset(&signals, SIGHUP);
   signal(SIGPIPE, SIG_IGN);
 
   StoreOptions store_options;
@@ -27,7 +28,7 @@ Status RunHub(const HubOptions& options) {
   metrics::Registry registry;
   ASSIGN_OR_RETURN(std::unique_ptr<http::Server> server,
                    http::Server::Create(options.http, &registry));
-  if (!server->listens_on_loopback_only()) {
+  if (!server->listens_on_loopback_only() && !server->tls()) {
     log::Warn(
         "the hub listens beyond loopback over plain HTTP: put it behind a TLS-terminating "
         "reverse proxy (docs/hub.md), since tokens travel in every request");
@@ -42,7 +43,10 @@ Status RunHub(const HubOptions& options) {
                {"workers", options.handler.workers},
                {"version", build_info::kVersion}});
     int received = 0;
-    sigwait(&signals, &received);
+    // SIGHUP reads the TLS certificate and key again (a renewed certificate).
+    while (sigwait(&signals, &received) == 0 && received == SIGHUP) {
+      if (server->tls()) (void)server->ReloadTls();
+    }
     log::Info("shutting down", {{"signal", strsignal(received)}});
     const bool drained = server->Shutdown(options.drain_timeout);
     if (!drained) log::Warn("stopped before every request finished: the drain timeout passed");
@@ -52,3 +56,4 @@ Status RunHub(const HubOptions& options) {
 }
 
 }  // namespace edgeloop::hub
+               {"tls", server->tls()},

@@ -440,12 +440,8 @@ StatusOr<IngestResult> Store::Ingest(const UploadMeta& meta, const std::vector<E
       return PermissionDeniedError("event " + e.id + " belongs to another site");
     }
   }
-  // SQLite has one writer at a time; waiting here is cheaper than its busy-retry sleeps.
-  std::unique_lock<std::mutex> write_lock(write_mu_, std::defer_lock);
-  if (dialect_ == Dialect::kSqlite) write_lock.lock();
-  Lease conn = Acquire();
-  RETURN_IF_ERROR(conn->Begin());
-  auto run = [&]() -> StatusOr<IngestResult> {
+  // The work of this upload inside a transaction that the caller begins and commits.
+  auto run = [&](SqlConn* conn) -> StatusOr<IngestResult> {
     IngestResult result;
     ASSIGN_OR_RETURN(result.accepted, conn->InsertEvents(events, meta.received_at));
     result.duplicates = static_cast<int64_t>(events.size()) - result.accepted;
@@ -517,10 +513,16 @@ StatusOr<IngestResult> Store::Ingest(const UploadMeta& meta, const std::vector<E
                  meta.bytes_received, meta.bytes, static_cast<int64_t>(events.size()) + rejected,
                  result.accepted, result.duplicates, rejected})
             .status());
-    RETURN_IF_ERROR(conn->Commit());
     return result;
   };
-  StatusOr<IngestResult> result = run();
+  // SQLite has one writer at a time and pays an fsync per COMMIT: concurrent uploads share one.
+  if (dialect_ == Dialect::kSqlite) return GroupCommit(run);
+  Lease conn = Acquire();
+  RETURN_IF_ERROR(conn->Begin());
+  StatusOr<IngestResult> result = run(&*conn);
+  if (result.ok()) {
+    if (Status committed = conn->Commit(); !committed.ok()) result = committed;
+  }
   if (!result.ok()) conn->Rollback();
   return result;
 }
@@ -576,6 +578,74 @@ StatusOr<SqlTable> Store::Versions(const QueryFilter& filter) {
   std::vector<SqlValue> params;
   std::string sql =
       "SELECT site, model, version, digest, first_seen_at, last_seen_at FROM model_versions "
+struct Store::PendingIngest {
+  const IngestWork* work;
+  std::optional<StatusOr<IngestResult>> result;  // GUARDED_BY(group_mu_)
+};
+
+// Leader/follower: the first caller to find no transaction in progress becomes the leader, takes
+// every upload queued so far (its own included) and commits them together; the others wait and
+// are answered when the leader publishes the results. A caller whose upload was taken by a
+// leader waits for that leader; one queued after the leader took its group leads the next group.
+StatusOr<IngestResult> Store::GroupCommit(const IngestWork& work) {
+  PendingIngest self{&work, std::nullopt};
+  std::unique_lock<std::mutex> lock(group_mu_);
+  group_queue_.push_back(&self);
+  while (!self.result) {
+    if (group_leader_) {
+      group_cv_.wait(lock);
+      continue;
+    }
+    group_leader_ = true;
+    constexpr size_t kMaxGroup = 256;
+    std::vector<PendingIngest*> group;
+    if (group_queue_.size() <= kMaxGroup) {
+      group.swap(group_queue_);
+    } else {
+      group.assign(group_queue_.begin(), group_queue_.begin() + kMaxGroup);
+      group_queue_.erase(group_queue_.begin(), group_queue_.begin() + kMaxGroup);
+    }
+    lock.unlock();
+    CommitGroup(group);  // sets each result under group_mu_
+    lock.lock();
+    group_leader_ = false;
+    group_cv_.notify_all();
+  }
+  return std::move(*self.result);
+}
+
+void Store::CommitGroup(const std::vector<PendingIngest*>& group) {
+  std::vector<StatusOr<IngestResult>> results;
+  results.reserve(group.size());
+  auto fail_all = [&](const Status& status) {
+    results.assign(group.size(), StatusOr<IngestResult>(status));
+  };
+  {
+    Lease conn = Acquire();
+    if (Status begun = conn->Begin(); !begun.ok()) {
+      fail_all(begun);
+    } else {
+      Status broken = Status::Ok();
+      for (PendingIngest* pending : group) {
+        // A savepoint per upload: one that fails (an unknown site) is undone alone.
+        if (broken = conn->Exec("SAVEPOINT upload"); !broken.ok()) break;
+        StatusOr<IngestResult> result = (*pending->work)(&*conn);
+        broken = conn->Exec(result.ok() ? "RELEASE upload" : "ROLLBACK TO upload; RELEASE upload");
+        if (!broken.ok()) break;
+        results.push_back(std::move(result));
+      }
+      if (broken.ok()) broken = conn->Commit();
+      if (broken.ok()) ingest_commits_.fetch_add(1, std::memory_order_relaxed);
+      if (!broken.ok()) {
+        conn->Rollback();
+        fail_all(broken);
+      }
+    }
+  }
+  std::lock_guard<std::mutex> lock(group_mu_);
+  for (size_t i = 0; i < group.size(); ++i) group[i]->result = std::move(results[i]);
+}
+
       "WHERE 1 = 1";
   QueryFilter f = filter;
   f.from_ms.reset();

@@ -364,6 +364,42 @@ TYPED_TEST(StoreTest, ConcurrentUploadsOfTheSameEventsStoreEachOnce) {
   EXPECT_EQ(this->store_->Events({}, 1000)->rows.size(), 200u);
 }
 
+TYPED_TEST(StoreTest, ConcurrentUploadsAreAnsweredEachOnItsOwnAndShareCommits) {
+  constexpr int kThreads = 8;
+  constexpr int kUploads = 10;
+  std::vector<std::thread> threads;
+  std::atomic<int64_t> accepted{0}, unknown_site{0}, other_failures{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int u = 0; u < kUploads; ++u) {
+        // Thread 0 uploads for a site that does not exist: refused alone, nothing stored.
+        const std::string site = t == 0 ? "nowhere" : (t % 2 ? "north" : "south");
+        std::vector<Event> batch;
+        for (int i = 0; i < 20; ++i) {
+          batch.push_back(Insight(100'000 + (t * kUploads + u) * 20 + i, site, kT0 + i));
+        }
+        auto result = this->store_->Ingest(Meta(site), batch, 0);
+        if (result.ok()) {
+          accepted += result->accepted;
+        } else if (result.status().code() == StatusCode::kNotFound) {
+          ++unknown_site;
+        } else {
+          ++other_failures;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(other_failures.load(), 0);
+  EXPECT_EQ(unknown_site.load(), kUploads);
+  EXPECT_EQ(accepted.load(), (kThreads - 1) * kUploads * 20);
+  EXPECT_EQ(this->store_->Events({}, 10'000)->rows.size(), size_t{(kThreads - 1) * kUploads * 20});
+  if (this->store_->dialect() == Dialect::kSqlite) {
+    EXPECT_LT(this->store_->ingest_commits(), kThreads * kUploads);
+    EXPECT_GT(this->store_->ingest_commits(), 0);
+  }
+}
+
 TEST(StoreOpenTest, RejectsUnknownUrls) {
   EXPECT_EQ(Store::Open("mysql://x").status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(Store::Open("sqlite://").status().code(), StatusCode::kInvalidArgument);

@@ -126,11 +126,81 @@ Status ParseBatching(const YAML::Node& node, BatchingConfig* out) {
   return Status::Ok();
 }
 
+// `encoding:` (encoding.h): a list of {column, kind, categories}.
+StatusOr<InputEncoding> ParseEncoding(const YAML::Node& node,
+                                      const std::vector<TensorSpec>& inputs) {
+  if (!node.IsSequence() || node.size() == 0) {
+    return InvalidArgumentError("'encoding' must be a non-empty list of columns");
+  }
+  InputEncoding encoding;
+  std::set<std::string> names;
+  for (size_t i = 0; i < node.size(); ++i) {
+    const std::string field = "encoding[" + std::to_string(i) + "]";
+    const YAML::Node entry = node[i];
+    if (!entry.IsMap()) return InvalidArgumentError("'" + field + "' must be a mapping");
+    for (const auto& key_value : entry) {
+      const std::string key = key_value.first.as<std::string>();
+      if (key != "column" && key != "kind" && key != "categories") {
+        return InvalidArgumentError("'" + field + "' has unknown field '" + key + "'");
+      }
+    }
+    EncodedColumn column;
+    if (!entry["column"]) return InvalidArgumentError("'" + field + ".column' is required");
+    ASSIGN_OR_RETURN(column.column, ScalarString(entry["column"], field + ".column"));
+    if (!names.insert(column.column).second) {
+      return InvalidArgumentError("'encoding' repeats the column '" + column.column + "'");
+    }
+    std::string kind = "number";
+    if (entry["kind"]) {
+      ASSIGN_OR_RETURN(kind, ScalarString(entry["kind"], field + ".kind"));
+    }
+    if (kind == "number") {
+      column.kind = EncodedColumn::Kind::kNumber;
+    } else if (kind == "one_hot") {
+      column.kind = EncodedColumn::Kind::kOneHot;
+    } else if (kind == "ordinal") {
+      column.kind = EncodedColumn::Kind::kOrdinal;
+    } else {
+      return InvalidArgumentError("'" + field + ".kind' must be number, one_hot or ordinal, not '" +
+                                  kind + "'");
+    }
+    const YAML::Node categories = entry["categories"];
+    if (column.kind == EncodedColumn::Kind::kNumber) {
+      if (categories) return InvalidArgumentError("'" + field + "': a number has no categories");
+    } else {
+      if (!categories || !categories.IsSequence() || categories.size() == 0) {
+        return InvalidArgumentError("'" + field + ".categories' must be a non-empty list");
+      }
+      std::set<std::string> seen;
+      for (size_t k = 0; k < categories.size(); ++k) {
+        ASSIGN_OR_RETURN(std::string category, ScalarString(categories[k], field + ".categories"));
+        if (category.empty() || !seen.insert(category).second) {
+          return InvalidArgumentError("'" + field +
+                                      ".categories' must be distinct non-empty strings");
+        }
+        column.categories.push_back(std::move(category));
+      }
+    }
+    encoding.columns.push_back(std::move(column));
+  }
+  if (inputs.size() != 1 || inputs[0].datatype != DataType::kFp32 || inputs[0].shape.size() != 2) {
+    return InvalidArgumentError(
+        "with 'encoding', 'inputs' must be one FP32 input of shape [-1, features]");
+  }
+  if (inputs[0].shape[1] != encoding.num_features()) {
+    return InvalidArgumentError("'encoding' gives " + std::to_string(encoding.num_features()) +
+                                " features but the input '" + inputs[0].name + "' has " +
+                                std::to_string(inputs[0].shape[1]));
+  }
+  encoding.model_input = inputs[0];
+  return encoding;
+}
+
 StatusOr<ModelConfig> ParseNode(const YAML::Node& root, ModelConfig config) {
   if (!root.IsMap()) return InvalidArgumentError("model.yaml must be a mapping");
   static const std::set<std::string> kKnown = {
-      "framework", "backend",    "model_file",    "inputs", "outputs",
-      "batching",  "parameters", "feature_names", "name",   "version"};
+      "framework",  "backend",       "model_file", "inputs",  "outputs", "batching",
+      "parameters", "feature_names", "name",       "version", "encoding"};
   for (const auto& entry : root) {
     const std::string key = entry.first.as<std::string>();
     if (!kKnown.count(key)) return InvalidArgumentError("unknown field '" + key + "'");
@@ -180,6 +250,11 @@ StatusOr<ModelConfig> ParseNode(const YAML::Node& root, ModelConfig config) {
       ASSIGN_OR_RETURN(std::string feature, ScalarString(names[i], "feature_names"));
       config.feature_names.push_back(std::move(feature));
     }
+  }
+  if (root["encoding"]) {
+    ASSIGN_OR_RETURN(InputEncoding encoding, ParseEncoding(root["encoding"], config.inputs));
+    config.inputs = {encoding.RawInputSpec()};
+    config.encoding = std::move(encoding);
   }
   return config;
 }

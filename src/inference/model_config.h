@@ -16,6 +16,7 @@
 //     max_queue_size: 1024        # requests waiting; more are refused with 503
 //   parameters: {nthread: 1}      # optional, backend specific (strings, numbers, bools)
 //   feature_names: [f0, ...]      # optional, for people and explanations
+//   encoding: [...]               # optional: raw categorical columns in (encoding.h)
 //
 // The first dimension of every input and output is the batch (row) dimension and must be -1.
 #ifndef EDGELOOP_INFERENCE_MODEL_CONFIG_H_
@@ -24,10 +25,12 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "common/status.h"
+#include "inference/encoding.h"
 #include "inference/tensor.h"
 
 namespace edgeloop::inference {
@@ -58,6 +61,9 @@ struct ModelConfig {
   // Backend-specific settings, as strings ("1", "true", "0.5").
   std::map<std::string, std::string> parameters;
   std::vector<std::string> feature_names;
+  // With an `encoding` section: `inputs` holds the raw BYTES input that clients send, and
+  // `encoding->model_input` the FP32 features input that the model file takes.
+  std::optional<InputEncoding> encoding;
 
   // Index of the input/output named `name`, or -1.
   int InputIndex(std::string_view name) const;

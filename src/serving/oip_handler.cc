@@ -326,6 +326,17 @@ void OipHandler::Infer(http::Request& request, std::string_view model,
   if (!parsed.ok()) {
     Response response = http::ErrorResponse(parsed.status());
     servable->metrics.CountRequest(servable->config.name, servable->version_string,
+  if (chosen.config.encoding) {
+    // The raw columns the input takes, and the categories each categorical one knows.
+    Json columns = Json::array();
+    for (const inference::EncodedColumn& c : chosen.config.encoding->columns) {
+      Json column = {{"column", c.column},
+                     {"kind", std::string(inference::EncodedColumnKindName(c.kind))}};
+      if (!c.categories.empty()) column["categories"] = c.categories;
+      columns.push_back(std::move(column));
+    }
+    body["parameters"]["encoding"] = std::move(columns);
+  }
                                    response.status);
     return respond(std::move(response));
   }

@@ -193,6 +193,33 @@ std::string FeatureNamesYaml(const std::vector<std::string>& names) {
 
 std::string Threads(const TrainSpec& spec) {
   auto it = spec.params.find("nthread");
+// With categorical columns, the model.yaml `encoding` block (inference/encoding.h), so that
+// serve takes raw rows and encodes them as training did; "" when every column is a number.
+std::string ServingEncodingYaml(const FeaturePlan& plan) {
+  inference::InputEncoding encoding;
+  bool categorical = false;
+  for (const ColumnEncoding& c : plan.columns) {
+    inference::EncodedColumn column;
+    column.column = c.column;
+    column.categories = c.categories;
+    switch (c.kind) {
+      case EncodingKind::kNone:
+        column.kind = inference::EncodedColumn::Kind::kNumber;
+        break;
+      case EncodingKind::kOneHot:
+        column.kind = inference::EncodedColumn::Kind::kOneHot;
+        categorical = true;
+        break;
+      case EncodingKind::kOrdinal:
+        column.kind = inference::EncodedColumn::Kind::kOrdinal;
+        categorical = true;
+        break;
+    }
+    encoding.columns.push_back(std::move(column));
+  }
+  return categorical ? encoding.ToYaml() : std::string();
+}
+
   if (it != spec.params.end()) return it->second;
   return std::to_string(std::max(1u, std::thread::hardware_concurrency()));
 }
@@ -388,7 +415,8 @@ StatusOr<TrainResult> TrainOnTable(const TrainSpec& spec, const RawTable& table,
 
   std::map<std::string, std::string> dir_files;
   dir_files[files.model_file] = files.model_bytes;
-  dir_files["model.yaml"] = files.model_yaml + FeatureNamesYaml(feature_names);
+  dir_files["model.yaml"] =
+      files.model_yaml + FeatureNamesYaml(feature_names) + ServingEncodingYaml(plan);
   dir_files["card.json"] = card.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n";
   // The folder must load as a servable model before it is written.
   RETURN_IF_ERROR(
