@@ -3,7 +3,7 @@
 // detector's own fixed threshold (what an edge site gets), and points per second on one core.
 //
 //   nab_bench [--nab_dir DIR] [--detectors ewma,knn_cad,context] [--set key=value ...]
-//             [--fixed_probation] [--repeat N] [--scores_out DIR]
+//             [--fixed_probation] [--repeat N] [--scores_out DIR] [--per_file]
 //
 // Each detector is told the file's NAB probation length (min(floor(0.15 n), 750) rows), as NAB
 // tells its own detectors; --fixed_probation uses the configured `probation` instead. Nothing
@@ -65,6 +65,7 @@ int Run(int argc, char** argv) {
   bool fixed_probation = false;
   int repeat = 1;
   std::filesystem::path scores_out;
+  bool per_file = false;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     auto next = [&]() -> std::string {
@@ -98,6 +99,8 @@ int Run(int argc, char** argv) {
       fixed_probation = true;
     } else if (arg == "--repeat") {
       repeat = std::atoi(next().c_str());
+    } else if (arg == "--per_file") {
+      per_file = true;
     } else if (arg == "--scores_out") {
       scores_out = next();
     } else {
@@ -176,6 +179,18 @@ int Run(int argc, char** argv) {
         std::ofstream out(path);
         out << "anomaly_score\n";
         for (double s : scores[i]) out << s << "\n";
+      }
+    }
+    if (per_file) {
+      // Each file under the standard profile at the fixed threshold: where the score is lost.
+      for (size_t i = 0; i < corpus->size(); ++i) {
+        nab::Scorer scorer((*profiles)[0]);
+        if (!scorer.AddFile((*corpus)[i], scores[i]).ok()) continue;
+        const nab::ThresholdScore at = scorer.At(threshold);
+        std::printf("  %-50s windows %2lld tp %2lld fp %3lld fn %2lld raw %7.3f\n",
+                    (*corpus)[i].name.c_str(), static_cast<long long>(scorer.window_count()),
+                    static_cast<long long>(at.tp), static_cast<long long>(at.fp),
+                    static_cast<long long>(at.fn), at.score);
       }
     }
     auto result = nab::ScoreCorpus(*corpus, scores, *profiles, threshold);

@@ -28,7 +28,11 @@ ContextDetector::ContextDetector(const DetectorOptions& options)
       max_contexts_(options.max_contexts),
       probation_(options.probation),
       suppress_(options.suppress >= 0 ? options.suppress : options.probation / 5),
-      threshold_(options.threshold) {
+      threshold_(options.threshold),
+      range_(options.range_tolerance) {
+  if (options.likelihood > 0) {
+    likelihood_.emplace(options.likelihood_window, options.likelihood_alpha, options.probation);
+  }
   if (options.input_min && options.input_max) {
     ranged_ = true;
     min_ = *options.input_min;
@@ -42,7 +46,16 @@ int64_t ContextDetector::Symbol(double value, int64_t resolution) const {
   const double level =
       std::floor((value - min_) / step_ * static_cast<double>(int64_t{1} << resolution));
   constexpr double kLimit = 1e15;
-  return static_cast<int64_t>(std::clamp(level, -kLimit, kLimit));
+  // Outside the range, level widths double with each step away from it: the k-th level above
+  // the range covers 2^k - 1 .. 2^(k+1) - 2 plain levels beyond it (likewise below).
+  const double top = static_cast<double>(bins_ * (int64_t{1} << resolution));
+  if (level >= top) {
+    return static_cast<int64_t>(top + std::floor(std::log2(1 + std::min(level - top, kLimit))));
+  }
+  if (level < 0) {
+    return static_cast<int64_t>(-1 - std::floor(std::log2(std::min(-level, kLimit))));
+  }
+  return static_cast<int64_t>(level);
 }
 
 double ContextDetector::Step(double value) {
@@ -80,6 +93,7 @@ double ContextDetector::Step(double value) {
 
 double ContextDetector::Update(double value) {
   ++n_;
+  const bool outside = range_.Update(value);
   if (!ranged_) {
     warmup_.push_back(value);
     if (n_ < probation_) return 0;
@@ -102,6 +116,8 @@ double ContextDetector::Update(double value) {
     since_novel_ = score > 0 ? 0 : since_novel_ + 1;
     score *= weight;
   }
+  if (likelihood_) score = likelihood_->Update(score);
+  if (outside) score = 1;
   if (n_ <= probation_) return 0;
   if (quiet_left_ > 0) {
     --quiet_left_;
@@ -116,6 +132,8 @@ void ContextDetector::SaveState(StateWriter* out) const {
   out->I64(quiet_left_);
   out->I64(since_novel_);
   out->U8(ranged_ ? 1 : 0);
+  range_.SaveState(out);
+  if (likelihood_) likelihood_->SaveState(out);
   out->F64(min_);
   out->F64(step_);
   out->F64s(warmup_);
@@ -135,6 +153,8 @@ Status ContextDetector::LoadState(StateReader* in) {
   RETURN_IF_ERROR(in->I64(&quiet_left_));
   RETURN_IF_ERROR(in->I64(&since_novel_));
   RETURN_IF_ERROR(in->U8(&ranged));
+  RETURN_IF_ERROR(range_.LoadState(in));
+  if (likelihood_) RETURN_IF_ERROR(likelihood_->LoadState(in));
   RETURN_IF_ERROR(in->F64(&min_));
   RETURN_IF_ERROR(in->F64(&step_));
   RETURN_IF_ERROR(in->F64s(&warmup_, static_cast<uint64_t>(std::max<int64_t>(probation_, 0))));

@@ -2,12 +2,16 @@
 // Marinin's Contextual Anomaly Detector, the best non-AGPL entry on NAB).
 //
 // Values are quantised into `bins` levels across the sensor range (configured, or the range seen
-// during the probation period; values outside it get their own levels, never clipped). The
+// during the probation period; never clipped). Values outside that range get levels of their
+// own whose width doubles with each step away from it, so bigger excursions stay distinct while
+// a series that drifts or spikes beyond its early range does not keep inventing new levels. The
 // detector remembers which symbol followed each context of the last 1..max_order symbols. A
-// point's score is the share of the contexts already known that have never been followed by
-// its symbol: 0 for a familiar pattern, 1 for a pattern never seen in any known context. After
-// an alert the next `suppress` points (default probation/5) report 0. Memory is bounded by
-// `max_contexts` (beyond it, no new patterns are learned).
+// point's raw score is the share of the contexts already known that have never been followed by
+// its symbol: 0 for a familiar pattern, 1 for a pattern never seen in any known context. A value
+// beyond the range seen so far by more than `range_tolerance` of its width scores 1
+// (range_watch.h); `likelihood` 1 reports the anomaly likelihood of the raw scores instead
+// (likelihood.h). After an alert the next `suppress` points (default probation/5) report 0.
+// Memory is bounded by `max_contexts` (beyond it, no new patterns are learned).
 //
 // Cost per point: O(max_order) hash look-ups. Thread-compatible.
 #ifndef EDGELOOP_ANOMALY_CONTEXT_DETECTOR_H_
@@ -15,10 +19,13 @@
 
 #include <cstdint>
 #include <deque>
+#include <optional>
 #include <unordered_set>
 #include <vector>
 
 #include "anomaly/detector.h"
+#include "anomaly/likelihood.h"
+#include "anomaly/range_watch.h"
 
 namespace edgeloop::anomaly {
 
@@ -55,6 +62,8 @@ class ContextDetector : public Detector {
   int64_t n_ = 0;
   int64_t quiet_left_ = 0;
   int64_t since_novel_ = 0;  // points since the last novel pattern
+  RangeWatch range_;
+  std::optional<AnomalyLikelihood> likelihood_;  // when options.likelihood > 0
 };
 
 }  // namespace edgeloop::anomaly

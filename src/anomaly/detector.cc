@@ -85,6 +85,11 @@ StatusOr<DetectorOptions> DetectorOptions::Parse(std::map<std::string, std::stri
     return InvalidArgumentError("parameter input_max must be greater than input_min");
   }
   RETURN_IF_ERROR(ParseInt(params, "suppress", -1, 100000000, &o.suppress));
+  o.likelihood = o.detector == "ewma" ? 1 : 0;
+  RETURN_IF_ERROR(ParseDouble(params, "range_tolerance", 0, 1e6, &o.range_tolerance));
+  RETURN_IF_ERROR(ParseInt(params, "likelihood", 0, 1, &o.likelihood));
+  RETURN_IF_ERROR(ParseInt(params, "likelihood_window", 1, 10000, &o.likelihood_window));
+  RETURN_IF_ERROR(ParseDouble(params, "likelihood_alpha", 1e-9, 1, &o.likelihood_alpha));
   RETURN_IF_ERROR(ParseDouble(params, "alpha", 1e-9, 1, &o.alpha));
   RETURN_IF_ERROR(ParseDouble(params, "z_threshold", 1e-6, 1e6, &o.z_threshold));
   RETURN_IF_ERROR(ParseDouble(params, "huber", 1e-3, 1e6, &o.huber));
@@ -115,6 +120,12 @@ std::string DetectorOptions::Fingerprint() const {
       << ";input_min=" << (input_min ? std::to_string(*input_min) : "-")
       << ";input_max=" << (input_max ? std::to_string(*input_max) : "-")
       << ";suppress=" << suppress;
+  if (detector != "knn_cad") {
+    out << ";range_tolerance=" << range_tolerance << ";likelihood=" << likelihood;
+    if (likelihood > 0) {
+      out << ";likelihood_window=" << likelihood_window << ";likelihood_alpha=" << likelihood_alpha;
+    }
+  }
   if (detector == "ewma") {
     out << ";alpha=" << alpha << ";z_threshold=" << z_threshold << ";huber=" << huber
         << ";peak_halflife=" << peak_halflife;

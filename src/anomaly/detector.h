@@ -60,6 +60,15 @@ struct DetectorOptions {
   // incident). -1 = the detector's default.
   int64_t suppress = -1;
 
+  // ewma and context: a value beyond the range seen so far by more than range_tolerance times
+  // its width scores 1 (range_watch.h; Numenta's "spatial anomaly"). 0 = off.
+  double range_tolerance = 0.05;
+  // ewma and context: 1 reports the anomaly likelihood (likelihood.h) of the raw scores averaged
+  // over `likelihood_window` points instead of the raw score. Default 1 for ewma, 0 for context.
+  int64_t likelihood = 1;
+  int64_t likelihood_window = 10;
+  double likelihood_alpha = 1.0 / 4320;  // weight of the newest average in its long-run stats
+
   // ewma
   double alpha = 0.001;      // weight of the newest point in the mean / variance
   double z_threshold = 4;    // |z| at which the score reaches 0.5
@@ -72,7 +81,7 @@ struct DetectorOptions {
   int64_t window = -1;  // training / calibration window; -1 = probation
 
   // context
-  int64_t bins = 3;               // value levels across the range
+  int64_t bins = 2;               // value levels across the range
   int64_t max_order = 1;          // longest context (previous symbols) considered
   int64_t resolutions = 2;        // also score at 2, 4, ... times as many levels (averaged)
   double calm = 0;                // > 0: a novelty's score grows with the calm before it (points)

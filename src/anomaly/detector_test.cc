@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "anomaly/likelihood.h"
+#include "anomaly/range_watch.h"
 #include "anomaly/series.h"
 
 namespace edgeloop::anomaly {
@@ -107,12 +109,102 @@ INSTANTIATE_TEST_SUITE_P(Detectors, EveryDetectorTest,
                          ::testing::Values("ewma", "knn_cad", "context"));
 
 TEST(EwmaDetectorTest, LevelShiftIsFlaggedAndTheBaselineAdaptsSlowly) {
-  auto detector = CreateDetector(Options("ewma", {{"probation", "200"}, {"suppress", "0"}}));
+  // The raw z-score alone (no likelihood, no range watch).
+  auto detector = CreateDetector(Options(
+      "ewma",
+      {{"probation", "200"}, {"suppress", "0"}, {"likelihood", "0"}, {"range_tolerance", "0"}}));
   std::vector<double> values = Signal(1200);
   for (size_t i = 800; i < values.size(); ++i) values[i] += 5;
   const auto scores = Feed(detector->get(), values);
   EXPECT_GE(scores[800], 0.5);
   EXPECT_GE(scores[805], 0.5);  // clipped residuals: one shifted point does not reset the mean
+}
+
+TEST(EwmaDetectorTest, ByDefaultALevelShiftRaisesOneAlert) {
+  const DetectorOptions options = Options("ewma", {{"probation", "200"}});
+  EXPECT_EQ(options.likelihood, 1);
+  auto detector = CreateDetector(options);
+  std::vector<double> values = Signal(1200);
+  for (size_t i = 800; i < values.size(); ++i) values[i] += 5;
+  const auto scores = Feed(detector->get(), values);
+  EXPECT_EQ(scores[800], 1.0);  // beyond the range seen so far: the range watch fires at once
+  int before = 0;
+  int after = 0;
+  for (size_t i = 200; i < scores.size(); ++i) {
+    (i < 800 ? before : after) += scores[i] >= options.threshold ? 1 : 0;
+  }
+  EXPECT_EQ(before, 0);
+  EXPECT_LE(after, 3);  // the alert and, while the baseline catches up, a reminder or two
+}
+
+TEST(LikelihoodTest, TheSameBurstIsLessLikelyInAQuietSeries) {
+  AnomalyLikelihood quiet(10, 1.0 / 4320, 500);
+  AnomalyLikelihood noisy(10, 1.0 / 4320, 500);
+  std::mt19937 rng(5);
+  std::bernoulli_distribution surprise(0.1);
+  for (int i = 0; i < 2000; ++i) {
+    const double q = quiet.Update(0.05);
+    const double n = noisy.Update(surprise(rng) ? 0.9 : 0.05);
+    if (i < 500) {
+      ASSERT_EQ(q, 0.0);
+      ASSERT_EQ(n, 0.0);
+    }
+  }
+  double q = 0;
+  double n = 0;
+  for (int i = 0; i < 3; ++i) {
+    q = quiet.Update(0.9);
+    n = noisy.Update(0.9);
+    ASSERT_GE(n, 0.0);
+    ASSERT_LE(q, 1.0);
+  }
+  EXPECT_GE(q, 0.5);  // three surprises in a row in a series that never surprises
+  EXPECT_LT(n, 0.5);  // the same in one that surprises at every tenth point on average
+  EXPECT_LT(n, q);
+}
+
+TEST(LikelihoodTest, InconsistentStateIsDataLoss) {
+  AnomalyLikelihood likelihood(3, 0.01, 5);
+  StateWriter w;
+  w.I64(4);
+  w.F64(0.1);
+  w.F64(-1);  // a negative variance
+  w.F64s({0, 0, 0});
+  StateReader r(w.data());
+  EXPECT_EQ(likelihood.LoadState(&r).code(), StatusCode::kDataLoss);
+  StateWriter short_ring;
+  short_ring.I64(4);
+  short_ring.F64(0.1);
+  short_ring.F64(0.01);
+  short_ring.F64s({0, 0});  // the window is 3
+  StateReader r2(short_ring.data());
+  EXPECT_EQ(likelihood.LoadState(&r2).code(), StatusCode::kDataLoss);
+}
+
+TEST(RangeWatchTest, FlagsValuesBeyondTheSeenRangeByMoreThanTheTolerance) {
+  RangeWatch watch(0.1);
+  EXPECT_FALSE(watch.Update(0));     // the first value has no range to leave
+  EXPECT_TRUE(watch.Update(10));     // any step away from a single point leaves its empty range
+  EXPECT_FALSE(watch.Update(10.9));  // within 10% of the width (10) above the range
+  EXPECT_TRUE(watch.Update(12.1));   // beyond 10.9 + 1.09
+  EXPECT_FALSE(watch.Update(5));
+  EXPECT_TRUE(watch.Update(-1.3));  // below 0 - 1.21
+  RangeWatch off(0);
+  EXPECT_FALSE(off.Update(0));
+  EXPECT_FALSE(off.Update(1e9));
+
+  StateWriter w;
+  watch.SaveState(&w);
+  RangeWatch copy(0.1);
+  StateReader r(w.data());
+  ASSERT_TRUE(copy.LoadState(&r).ok());
+  EXPECT_EQ(copy.Update(13.5), watch.Update(13.5));
+  StateWriter bad;
+  bad.U8(1);
+  bad.F64(3);
+  bad.F64(1);  // min > max
+  StateReader rb(bad.data());
+  EXPECT_EQ(copy.LoadState(&rb).code(), StatusCode::kDataLoss);
 }
 
 TEST(KnnCadDetectorTest, ScoresAreConformalPValues) {
@@ -138,6 +230,50 @@ TEST(ContextDetectorTest, NovelPatternScoresHighRepeatedPatternScoresZero) {
   EXPECT_GE(scores[900], 0.5);
 }
 
+TEST(ContextDetectorTest, ExcursionsBeyondTheRangeOfVaryingHeightBecomeFamiliar) {
+  // Outside the range, levels widen with the distance: spikes to 30..60 above a 0..10 range
+  // share a few levels, so after some of them a spike is a known pattern. A spike far beyond
+  // them (1000) is new again.
+  auto detector = CreateDetector(Options("context", {{"probation", "100"},
+                                                     {"input_min", "0"},
+                                                     {"input_max", "10"},
+                                                     {"suppress", "0"},
+                                                     {"range_tolerance", "0"}}));
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<double> height(30, 60);
+  std::vector<double> values;
+  std::vector<size_t> spikes;
+  for (int i = 0; i < 3000; ++i) {
+    if (i % 50 == 25) {
+      spikes.push_back(values.size());
+      values.push_back(height(rng));
+    } else {
+      values.push_back((i / 10) % 2 == 0 ? 2.0 : 8.0);
+    }
+  }
+  values.push_back(1000);
+  const auto scores = Feed(detector->get(), values);
+  for (size_t k = 20; k < spikes.size(); ++k) {
+    EXPECT_LT(scores[spikes[k]], 0.5) << "spike " << k << " at " << values[spikes[k]];
+  }
+  EXPECT_GE(scores.back(), 0.5);
+}
+
+TEST(ContextDetectorTest, WithLikelihoodSavedStateRestoresTheSameScores) {
+  const DetectorOptions options = Options("context", {{"probation", "200"}, {"likelihood", "1"}});
+  const std::vector<double> values = Signal(1500);
+  auto a = CreateDetector(options);
+  auto b = CreateDetector(options);
+  Feed(a->get(), std::vector<double>(values.begin(), values.begin() + 700));
+  StateWriter w;
+  (*a)->SaveState(&w);
+  StateReader r(w.data());
+  ASSERT_TRUE((*b)->LoadState(&r).ok());
+  EXPECT_TRUE(r.done());
+  const std::vector<double> rest(values.begin() + 700, values.end());
+  EXPECT_EQ(Feed(a->get(), rest), Feed(b->get(), rest));
+}
+
 TEST(DetectorOptionsTest, RejectsBadValuesNamingTheKeyAndLeavesUnknownKeys) {
   std::map<std::string, std::string> params = {{"detector", "knn_cad"}, {"state_dir", "/x"}};
   auto options = DetectorOptions::Parse(&params);
@@ -151,6 +287,8 @@ TEST(DetectorOptionsTest, RejectsBadValuesNamingTheKeyAndLeavesUnknownKeys) {
                                                                      {"alpha", "abc"},
                                                                      {"probation", "-3"},
                                                                      {"dim", "0"},
+                                                                     {"likelihood", "2"},
+                                                                     {"range_tolerance", "-1"},
                                                                      {"input_min", "nan"}}) {
     std::map<std::string, std::string> bad = {{key, value}};
     auto parsed = DetectorOptions::Parse(&bad);

@@ -4,12 +4,19 @@
 // the probation period the weight is at least 1/n, so the first points set the level quickly).
 // Residuals are clipped to `huber` standard deviations before they update the state, so an
 // outlier or a level shift moves the baseline only gradually and keeps scoring as anomalous.
-// Score = z^2 / (z^2 + z_threshold^2): 0.5 exactly at |z| = z_threshold. After an alert the next
-// `suppress` points report 0. Thread-compatible.
+// The raw score is z^2 / (z^2 + z_threshold^2) (0.5 exactly at |z| = z_threshold). By default
+// (`likelihood` 1) the reported score is the anomaly likelihood of the raw scores
+// (likelihood.h), so a series that often deviates needs a larger deviation than a quiet one; a
+// value beyond the range seen so far by more than `range_tolerance` of its width scores 1
+// (range_watch.h). After an alert the next `suppress` points report 0. Thread-compatible.
 #ifndef EDGELOOP_ANOMALY_EWMA_DETECTOR_H_
 #define EDGELOOP_ANOMALY_EWMA_DETECTOR_H_
 
+#include <optional>
+
 #include "anomaly/detector.h"
+#include "anomaly/likelihood.h"
+#include "anomaly/range_watch.h"
 
 namespace edgeloop::anomaly {
 
@@ -36,6 +43,8 @@ class EwmaDetector : public Detector {
   double var_ = 0;
   double peak_ = 0;         // decaying maximum of recent |z|
   int64_t quiet_left_ = 0;  // points still suppressed after the last alert
+  RangeWatch range_;
+  std::optional<AnomalyLikelihood> likelihood_;  // when options.likelihood > 0
 };
 
 }  // namespace edgeloop::anomaly

@@ -2,7 +2,8 @@
 
 Checks, against the real binary on loopback:
   - scores equal an independent Python evaluation of the EWMA detector's published formula
-    (docs/anomaly.md, "ewma"), verdicts follow the threshold, and series are independent;
+    with its default likelihood and range watch (docs/anomaly.md), verdicts follow the
+    threshold, and series are independent;
   - rows of one request are processed in order, and a request is all-or-nothing;
   - the state survives a restart, also after kill -9 (checkpoint_points: 1), and a graceful
     stop writes the checkpoint on unload;
@@ -41,28 +42,63 @@ def detector_yaml(detector=DETECTOR):
     return "".join(f"{k}: {v}\n" for k, v in detector.items())
 
 
+class Likelihood:
+    """The anomaly likelihood, written from docs/anomaly.md ("Likelihood and range watch")."""
+
+    def __init__(self, window=10, alpha=1.0 / 4320, learning=0):
+        self.recent = [0.0] * window
+        self.alpha, self.learning = alpha, learning
+        self.n, self.mean, self.var = 0, 0.0, 0.0
+
+    def update(self, raw):
+        window = len(self.recent)
+        self.recent[self.n % window] = raw
+        self.n += 1
+        filled = min(self.n, window)
+        average = sum(self.recent[:filled]) / filled
+        score = 0.0
+        if self.n > self.learning:
+            z = (average - max(self.mean, 0.03)) / math.sqrt(max(self.var, 0.0003))
+            tail = 0.5 * math.erfc(z / math.sqrt(2.0))
+            score = min(max(math.log(tail + 1e-10) / math.log(1e-10), 0.0), 1.0)
+        a = max(self.alpha, 1.0 / self.n) if self.n <= self.learning else self.alpha
+        d = average - self.mean
+        self.mean += a * d
+        self.var = (1 - a) * (self.var + a * d * d)
+        return score
+
+
 class Ewma:
-    """The EWMA detector, written from its description in docs/anomaly.md."""
+    """The EWMA detector with its default likelihood and range watch, written from its
+    description in docs/anomaly.md."""
 
     def __init__(self, d=DETECTOR):
         self.d = d
         self.n = 0
         self.mean = 0.0
         self.var = 0.0
+        self.lo = self.hi = None
+        self.likelihood = Likelihood(learning=d["probation"])
 
     def update(self, x):
         self.n += 1
         if self.n == 1:
             self.mean, self.var = x, 0.0
+            self.lo = self.hi = x
             return 0.0
+        margin = 0.05 * (self.hi - self.lo)
+        outside = x > self.hi + margin or x < self.lo - margin
+        self.lo, self.hi = min(self.lo, x), max(self.hi, x)
         floor = 1e-3 * (abs(self.mean) + 1e-3)
         sigma = math.sqrt(self.var + floor * floor)
         residual = x - self.mean
         z = abs(residual / sigma)
-        score = 0.0
-        if self.n > self.d["probation"]:
-            r = z / self.d["z_threshold"]
-            score = r * r / (1 + r * r)
+        r = z / self.d["z_threshold"]
+        score = self.likelihood.update(r * r / (1 + r * r))
+        if outside:
+            score = 1.0
+        if self.n <= self.d["probation"]:
+            score = 0.0
         warming = self.n <= self.d["probation"]
         a = max(self.d["alpha"], 1.0 / self.n) if warming else self.d["alpha"]
         limit = self.d["huber"] * sigma
