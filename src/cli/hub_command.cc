@@ -153,6 +153,15 @@ Command AddHubCommand(CLI::App& root) {
       ->add_option("--drain-timeout-ms", *drain_ms,
                    "On SIGTERM, how long requests may take to finish")
       ->capture_default_str();
+  serve
+      ->add_option("--schedule", options->schedule_file,
+                   "Retraining schedule (YAML, docs/hub.md): cron times and triggers per model")
+      ->check(CLI::ExistingFile);
+  serve
+      ->add_option("--time-scale", options->time_scale,
+                   "Run the scheduler's clock this many times faster (demos)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.001, 1e6));
   auto no_migrate = std::make_shared<bool>(false);
   serve->add_flag("--no-migrate", *no_migrate,
                   "Refuse to start on an old schema instead of migrating it");

@@ -87,16 +87,63 @@ Status OptionalBool(dom::object object, std::string_view name, std::optional<int
   return Status::Ok();
 }
 
+// drift: {window_rows: n, features: [{name, psi, ks, drifted}, ...]} (docs/serve.md).
+Status ParseDrift(dom::object object, Event* event) {
+  dom::element value;
+  dom::object drift;
+  if (object["drift"].get(value) != simdjson::SUCCESS ||
+      value.get_object().get(drift) != simdjson::SUCCESS) {
+    return InvalidArgumentError(
+        "a drift event needs 'drift': {window_rows, features: [{name, psi, ks, drifted}]}");
+  }
+  dom::element field;
+  int64_t rows = 0;
+  if (drift["window_rows"].get(field) != simdjson::SUCCESS ||
+      field.get_int64().get(rows) != simdjson::SUCCESS || rows < 0) {
+    return InvalidArgumentError("'drift.window_rows' must be a non-negative integer");
+  }
+  dom::array features;
+  if (drift["features"].get(field) != simdjson::SUCCESS ||
+      field.get_array().get(features) != simdjson::SUCCESS) {
+    return InvalidArgumentError("'drift.features' must be an array");
+  }
+  int64_t drifted = 0;
+  for (dom::element f : features) {
+    dom::object feature;
+    if (f.get_object().get(feature) != simdjson::SUCCESS) {
+      return InvalidArgumentError("'drift.features' must hold objects {name, psi, ks, drifted}");
+    }
+    std::string name;
+    if (feature["name"].get(field) != simdjson::SUCCESS) {
+      return InvalidArgumentError("a drift feature needs a 'name'");
+    }
+    RETURN_IF_ERROR(ShortText(field, "drift.features[].name", &name));
+    std::optional<double> number;
+    RETURN_IF_ERROR(OptionalNumber(feature, "psi", &number));
+    RETURN_IF_ERROR(OptionalNumber(feature, "ks", &number));
+    std::optional<int64_t> flag;
+    RETURN_IF_ERROR(OptionalBool(feature, "drifted", &flag));
+    if (flag && *flag == 1) ++drifted;
+  }
+  event->drift = simdjson::minify(value);
+  event->drift_window_rows = rows;
+  event->drifted_features = drifted;
+  return Status::Ok();
+}
+
 Status ParseEvent(dom::object object, Event* event) {
   dom::element value;
   if (object["type"].get(value) != simdjson::SUCCESS)
     return InvalidArgumentError("'type' is missing");
   RETURN_IF_ERROR(ShortText(value, "type", &event->type));
-  if (event->type != "insight" && event->type != "anomaly" && event->type != "feedback") {
-    return InvalidArgumentError("'type' must be insight, anomaly or feedback, not '" + event->type +
-                                "'");
+  if (event->type != "insight" && event->type != "anomaly" && event->type != "feedback" &&
+      event->type != "drift") {
+    return InvalidArgumentError("'type' must be insight, anomaly, feedback or drift, not '" +
+                                event->type + "'");
   }
-  if (object["timestamp"].get(value) != simdjson::SUCCESS) {
+  // Drift reports from serve name the time `ts_ms` (docs/serve.md); both names are accepted.
+  if (object["timestamp"].get(value) != simdjson::SUCCESS &&
+      object["ts_ms"].get(value) != simdjson::SUCCESS) {
     return InvalidArgumentError("'timestamp' is missing");
   }
   std::string_view text;
@@ -109,7 +156,17 @@ Status ParseEvent(dom::object object, Event* event) {
     return InvalidArgumentError("'timestamp' must be an RFC 3339 string or Unix milliseconds");
   }
   dom::object model;
-  if (object["model"].get(value) == simdjson::SUCCESS && !value.is_null()) {
+  if (object["model"].get(value) == simdjson::SUCCESS && value.is_string()) {
+    // The flat form of drift reports: "model": "name", "model_version", "model_digest".
+    RETURN_IF_ERROR(ShortText(value, "model", &event->model));
+    dom::element field;
+    if (object["model_version"].get(field) == simdjson::SUCCESS && !field.is_null()) {
+      RETURN_IF_ERROR(ShortText(field, "model_version", &event->model_version));
+    }
+    if (object["model_digest"].get(field) == simdjson::SUCCESS && !field.is_null()) {
+      RETURN_IF_ERROR(ShortText(field, "model_digest", &event->model_digest));
+    }
+  } else if (object["model"].get(value) == simdjson::SUCCESS && !value.is_null()) {
     if (value.get_object().get(model) != simdjson::SUCCESS) {
       return InvalidArgumentError("'model' must be an object {name, version, digest}");
     }
@@ -125,7 +182,7 @@ Status ParseEvent(dom::object object, Event* event) {
     }
   }
   if (event->type != "feedback" && event->model.empty()) {
-    return InvalidArgumentError("'model.name' is required for insight and anomaly events");
+    return InvalidArgumentError("'model.name' is required for insight, anomaly and drift events");
   }
   RETURN_IF_ERROR(OptionalText(object, "request_id", &event->request_id));
   RETURN_IF_ERROR(OptionalNumber(object, "latency_ms", &event->latency_ms));
@@ -143,6 +200,24 @@ Status ParseEvent(dom::object object, Event* event) {
     if (object[name].get(value) == simdjson::SUCCESS && !value.is_null()) {
       (name[0] == 'i' ? event->inputs : event->outputs) = simdjson::minify(value);
     }
+  }
+  if (event->type == "drift") return ParseDrift(object, event);
+  if (event->type == "feedback" && object["feedback"].get(value) != simdjson::SUCCESS &&
+      event->request_id && object["label"].get(value) == simdjson::SUCCESS) {
+    // The edge's form (serve's POST /feedback): the label of a request, matched at the hub
+    // with the event of that site and request id.
+    event->target_id = std::string(kRequestTargetPrefix) + *event->request_id;
+    std::string label;
+    if (value.get_string().get(text) == simdjson::SUCCESS) {
+      RETURN_IF_ERROR(ShortText(value, "label", &label));
+    } else if (value.is_bool() || value.is_number() || value.is_object()) {
+      label = simdjson::minify(value);  // an object's keys become label_<key> columns
+      if (label.size() > 4096) return InvalidArgumentError("'label' is longer than 4096 bytes");
+    } else {
+      return InvalidArgumentError("'label' must be a string, number, bool or object");
+    }
+    event->label = std::move(label);
+    return Status::Ok();
   }
   if (event->type == "feedback") {
     dom::object feedback;

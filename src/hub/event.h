@@ -18,7 +18,7 @@ namespace edgeloop::hub {
 struct Event {
   std::string id;  // a canonical UUID (UUIDv7 from the edge)
   std::string site;
-  std::string type;   // insight | anomaly | feedback
+  std::string type;   // insight | anomaly | feedback | drift
   int64_t ts_ms = 0;  // event time, Unix milliseconds
   std::string model;
   std::string model_version;
@@ -36,7 +36,16 @@ struct Event {
   std::string target_id;
   std::optional<std::string> label;
   std::optional<int64_t> correct;
+  // type == drift: the report as received (minified `drift` object), the rows of its window
+  // and how many features it marks as drifted.
+  std::optional<std::string> drift;
+  int64_t drift_window_rows = 0;
+  int64_t drifted_features = 0;
 };
+
+// A feedback event in the edge's form ({request_id, label}, no `feedback.event_id`) targets
+// "request:<request_id>": the event of the same site with that request id.
+inline constexpr std::string_view kRequestTargetPrefix = "request:";
 
 struct Rejection {
   std::string id;    // "" when the line had no readable id

@@ -318,16 +318,23 @@ void HubHandler::Handle(http::Request request, http::Responder respond) {
   }
 
   const bool ingest = path == "/api/v1/ingest";
+  const bool health = path == "/api/v1/health";
+  const bool jobs = path == "/api/v1/jobs" || path.rfind("/api/v1/jobs/", 0) == 0;
+  const bool labelled = path == "/api/v1/labelled";
   auto shared_request = std::make_shared<http::Request>(std::move(request));
   auto shared_respond = std::make_shared<http::Responder>(std::move(respond));
-  const bool queued = Submit([this, ingest, shared_request, shared_respond, path] {
-    http::Request& req = *shared_request;
-    if (ingest) return Ingest(req, *shared_respond);
-    if (path == "/api/v1/sites" && req.method == Method::kPost) {
-      return (*shared_respond)(AddSite(req));
-    }
-    (*shared_respond)(Query(req, path));
-  });
+  const bool queued =
+      Submit([this, ingest, health, jobs, labelled, shared_request, shared_respond, path] {
+        http::Request& req = *shared_request;
+        if (ingest) return Ingest(req, *shared_respond);
+        if (health) return (*shared_respond)(Health());
+        if (jobs) return (*shared_respond)(Jobs(req, path));
+        if (labelled) return (*shared_respond)(Labelled(req));
+        if (path == "/api/v1/sites" && req.method == Method::kPost) {
+          return (*shared_respond)(AddSite(req));
+        }
+        (*shared_respond)(Query(req, path));
+      });
   if (!queued) {
     overloaded_->Increment();
     (*shared_respond)(ingest ? Overloaded(429, "the hub is overloaded; retry after the delay")
@@ -501,6 +508,8 @@ Response HubHandler::Query(const http::Request& request, std::string_view full_p
     table = store_->Events(*filter, *limit);
   } else if (name == "uploads") {
     table = store_->Uploads(*filter, *limit);
+  } else if (name == "drift") {
+    table = store_->DriftReports(*filter, *limit);
   } else if (name == "distribution") {
     auto bins = ParseInt("bins", params.Get("bins", "20"));
     if (!bins.ok()) return http::ErrorResponse(bins.status());
@@ -521,6 +530,193 @@ Response HubHandler::Query(const http::Request& request, std::string_view full_p
   }
   if (!table.ok()) return http::ErrorResponse(table.status());
   return TableResponse(*table, csv, name);
+}
+
+Response HubHandler::Health() {
+  // Open to anyone (load balancers, `edgeloop up`): no names, counts or secrets.
+  // The schema does not change while the hub runs: asked once, so that health checks add no
+  // load to the store.
+  Json body = {{"status", "ok"}, {"scheduler", jobs_ != nullptr}};
+  if (schema_version_ == 0) {
+    auto version = store_->SchemaVersion();
+    if (!version.ok()) {
+      body["status"] = "store unavailable";
+      return JsonResponse(503, body);
+    }
+    schema_version_ = *version;
+  }
+  body["schema_version"] = schema_version_.load();
+  return JsonResponse(200, body);
+}
+
+namespace {
+
+Json JobJson(const JobRecord& job, bool full) {
+  auto opt_int = [](const std::optional<int64_t>& v) { return v ? Json(*v) : Json(); };
+  auto opt_double = [](const std::optional<double>& v) {
+    return v && std::isfinite(*v) ? Json(*v) : Json();
+  };
+  auto text = [](const std::string& v) { return v.empty() ? Json() : Json(v); };
+  Json out = {{"id", job.id},
+              {"model", job.model},
+              {"trigger", job.trigger},
+              {"status", job.status},
+              {"created_at", job.created_at},
+              {"started_at", opt_int(job.started_at)},
+              {"finished_at", opt_int(job.finished_at)},
+              {"exit_step", text(job.exit_step)},
+              {"error", text(job.error)},
+              {"gate_passed", job.gate_passed ? Json(*job.gate_passed == 1) : Json()},
+              {"gate_metric", text(job.gate_metric)},
+              {"challenger", opt_double(job.challenger)},
+              {"champion", opt_double(job.champion)},
+              {"version", text(job.version)},
+              {"digest", text(job.digest)}};
+  if (full) {
+    Json details = Json::parse(job.details, nullptr, false);
+    if (details.is_object()) {
+      for (auto& [key, value] : details.items()) out[key] = value;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+Response HubHandler::Jobs(const http::Request& request, std::string_view path) {
+  auto principal = auth_.Authenticate(request.Header("Authorization"));
+  if (!principal.ok()) {
+    Response response = http::ErrorResponse(principal.status());
+    if (response.status == 401)
+      response.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"edgeloop-hub\"");
+    return response;
+  }
+  if (principal->role == Role::kSite) {
+    return Response::Error(403, "site tokens may only upload; jobs need a read or admin token");
+  }
+  if (path == "/api/v1/jobs" && request.method == Method::kPost) {
+    if (principal->role != Role::kAdmin) {
+      return Response::Error(403, "only admin tokens may start jobs");
+    }
+    if (jobs_ == nullptr) {
+      return Response::Error(409, "the hub runs no scheduler; start it with --schedule FILE");
+    }
+    Json body = Json::parse(request.body, nullptr, false);
+    if (body.is_discarded() || !body.is_object() || !body.contains("model") ||
+        !body["model"].is_string() || body["model"].get<std::string>().empty()) {
+      return Response::Error(400, "the body must be {\"model\": \"<name>\"}");
+    }
+    auto id = jobs_->RunNow(body["model"].get<std::string>());
+    if (!id.ok()) return http::ErrorResponse(id.status());
+    return JsonResponse(202, {{"id", *id}, {"status", "queued"}});
+  }
+  if (request.method != Method::kGet && request.method != Method::kHead) {
+    return MethodNotAllowed(path == "/api/v1/jobs" ? "GET, POST" : "GET");
+  }
+  const QueryParams params(request.target);
+  if (path == "/api/v1/jobs") {
+    auto limit = ParseInt("limit", params.Get("limit", "100"));
+    if (!limit.ok()) return http::ErrorResponse(limit.status());
+    if (*limit < 1 || *limit > 10'000)
+      return Response::Error(400, "'limit' must be between 1 and 10000");
+    auto list = store_->ListJobs(params.Get("model"), *limit);
+    if (!list.ok()) return http::ErrorResponse(list.status());
+    Json rows = Json::array();
+    for (const JobRecord& job : *list) rows.push_back(JobJson(job, false));
+    return JsonResponse(200, {{"jobs", std::move(rows)}});
+  }
+  std::string_view rest = path.substr(std::string_view("/api/v1/jobs/").size());
+  bool log = false;
+  if (rest.size() > 4 && rest.substr(rest.size() - 4) == "/log") {
+    log = true;
+    rest.remove_suffix(4);
+  }
+  auto id = ParseInt("job id", rest);
+  if (!id.ok()) return Response::Error(404, "no such job: " + std::string(rest));
+  auto job = store_->GetJob(*id);
+  if (!job.ok()) return http::ErrorResponse(job.status());
+  if (!job->has_value()) return Response::Error(404, "no job " + std::string(rest));
+  if (log) {
+    Response response = Response::Json(200, (*job)->log);
+    response.content_type = "text/plain; charset=utf-8";
+    return response;
+  }
+  return JsonResponse(200, JobJson(**job, true));
+}
+
+Response HubHandler::Labelled(const http::Request& request) {
+  auto principal = auth_.Authenticate(request.Header("Authorization"));
+  if (!principal.ok()) return http::ErrorResponse(principal.status());
+  if (principal->role == Role::kSite) {
+    return Response::Error(403, "site tokens may only upload; reading needs a read or admin token");
+  }
+  if (request.method != Method::kGet && request.method != Method::kHead) {
+    return MethodNotAllowed("GET");
+  }
+  const QueryParams params(request.target);
+  auto filter = ParseFilter(params);
+  if (!filter.ok()) return http::ErrorResponse(filter.status());
+  if (filter->model.empty()) return Response::Error(400, "'model' is required");
+  auto after = ParseTime("after", params.Get("after"));
+  if (!after.ok()) return http::ErrorResponse(after.status());
+  auto limit = ParseInt("limit", params.Get("limit", "1000000"));
+  if (!limit.ok()) return http::ErrorResponse(limit.status());
+  if (*limit < 1 || *limit > 10'000'000)
+    return Response::Error(400, "'limit' must be between 1 and 10000000");
+  // Labels younger than `settle_ms` (default 1 s) are left for the next read: an upload that
+  // was received earlier but is still committing cannot then slip below a reader's watermark.
+  auto settle = ParseInt("settle_ms", params.Get("settle_ms", "1000"));
+  if (!settle.ok()) return http::ErrorResponse(settle.status());
+  if (*settle < 0) return Response::Error(400, "'settle_ms' must not be negative");
+  auto table = store_->Labelled(*filter, *after, WallMs() - *settle, *limit);
+  if (!table.ok()) return http::ErrorResponse(table.status());
+  const std::string format = params.Get("format", "jsonl");
+  if (format == "json") return TableResponse(*table, false, "labelled");
+  if (format != "jsonl") return Response::Error(400, "'format' must be jsonl or json");
+  // One JSON object per labelled event, `inputs` flattened into top-level keys (an input
+  // whose name is taken by a fixed key gets the prefix "input_"), times as RFC 3339.
+  const std::vector<std::string>& cols = table->columns;
+  std::string body;
+  for (const auto& row : table->rows) {
+    Json line = Json::object();
+    Json inputs;
+    for (size_t c = 0; c < cols.size(); ++c) {
+      const std::string& col = cols[c];
+      if (col == "inputs") {
+        if (const auto* text = std::get_if<std::string>(&row[c])) {
+          inputs = Json::parse(*text, nullptr, false);
+        }
+      } else if (col == "ts" || col == "labelled_at") {
+        line[col] = FormatRfc3339(Clock::WallTime(std::chrono::milliseconds(
+            std::get_if<int64_t>(&row[c]) ? *std::get_if<int64_t>(&row[c]) : 0)));
+      } else if (col == "correct") {
+        const auto* n = std::get_if<int64_t>(&row[c]);
+        line[col] = n ? Json(*n == 1) : Json();
+      } else {
+        line[col] = ValueJson(row[c]);
+      }
+    }
+    // A label that is a JSON object (the edge's {"failure": 1}) also gives label_<key> columns.
+    Json label_object;
+    if (line.contains("label") && line["label"].is_string()) {
+      const std::string& text = line["label"].get_ref<const std::string&>();
+      if (!text.empty() && text[0] == '{') label_object = Json::parse(text, nullptr, false);
+    }
+    if (label_object.is_object()) {
+      for (auto& [key, value] : label_object.items()) line["label_" + key] = value;
+    }
+    if (inputs.is_object()) {
+      for (auto& [key, value] : inputs.items()) {
+        const std::string name = line.contains(key) ? "input_" + key : key;
+        line[name] = value;
+      }
+    }
+    body += Dump(line);
+    body += '\n';
+  }
+  Response response = Response::Json(200, std::move(body));
+  response.content_type = "application/x-ndjson";
+  return response;
 }
 
 }  // namespace edgeloop::hub

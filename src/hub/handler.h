@@ -4,8 +4,12 @@
 //   GET  /api/v1/whoami                 any token
 //   GET  /api/v1/sites                  read/admin: sites, last seen, sync state
 //   POST /api/v1/sites                  admin: {"name": "..."} creates a site and its token
-//   GET  /api/v1/stats|anomalies|versions|distribution|accuracy|events|uploads
+//   GET  /api/v1/stats|anomalies|versions|distribution|accuracy|events|uploads|drift
 //                                       read/admin; ?format=csv (or a .csv suffix) for CSV
+//   GET  /api/v1/labelled               read/admin: events joined with feedback labels (JSONL)
+//   GET  /api/v1/jobs[/{id}[/log]]      read/admin: retraining jobs
+//   POST /api/v1/jobs                   admin: {"model": "..."} runs a job now
+//   GET  /api/v1/health                 open: status, schema version
 //   GET  /, /app.js, /style.css, /vendor/chart.umd.min.js   the dashboard (no data in it)
 //   GET  /healthz, /metrics
 //
@@ -16,6 +20,7 @@
 #ifndef EDGELOOP_HUB_HANDLER_H_
 #define EDGELOOP_HUB_HANDLER_H_
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -32,6 +37,15 @@
 #include "hub/store.h"
 
 namespace edgeloop::hub {
+
+// What the handler needs from the retraining scheduler (hub/scheduler.h).
+class JobRunner {
+ public:
+  virtual ~JobRunner() = default;
+  // Starts a job for `model` now; returns its id. kNotFound for a model the schedule does not
+  // name, kAborted while that model's job runs.
+  virtual StatusOr<int64_t> RunNow(const std::string& model) = 0;
+};
 
 struct HubHandlerOptions {
   // Decoded upload size (413 beyond); the compressed size is the HTTP server's body limit.
@@ -54,6 +68,8 @@ class HubHandler : public http::Handler {
 
   void Handle(http::Request request, http::Responder respond) override;
   void Resume();
+  // Enables POST /api/v1/jobs; `jobs` must outlive the handler. Call before serving.
+  void SetJobRunner(JobRunner* jobs) { jobs_ = jobs; }
 
  private:
   using Task = std::function<void()>;
@@ -63,6 +79,9 @@ class HubHandler : public http::Handler {
   void Ingest(const http::Request& request, http::Responder& respond);
   http::Response Query(const http::Request& request, std::string_view path);
   http::Response AddSite(const http::Request& request);
+  http::Response Health();
+  http::Response Jobs(const http::Request& request, std::string_view path);
+  http::Response Labelled(const http::Request& request);
   int64_t WallMs() const;
 
   Store* store_;
@@ -70,6 +89,8 @@ class HubHandler : public http::Handler {
   Clock* clock_;
   const HubHandlerOptions options_;
   Authenticator auth_;
+  JobRunner* jobs_ = nullptr;
+  std::atomic<int> schema_version_{0};  // cached by Health()
 
   std::shared_ptr<metrics::Counter> events_accepted_, events_duplicate_, events_rejected_, uploads_,
       overloaded_;

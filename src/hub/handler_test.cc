@@ -313,5 +313,65 @@ TYPED_TEST(HandlerTest, ServesTheEmbeddedDashboard) {
   EXPECT_EQ(this->Call(http::Method::kGet, "/healthz").status, 200);
 }
 
+TYPED_TEST(HandlerTest, LabelledEventsAreFlatJsonLinesAfterTheSettleTime) {
+  ASSERT_EQ(this->Upload(this->north_, EventLine(1, "north") + EventLine(2, "north")).status, 200);
+  const std::string feedback =
+      R"({"id":"0190a1b2-c3d4-7e5f-8a9b-000000000101","type":"feedback","timestamp":1795766400000,)"
+      R"("feedback":{"event_id":"0190a1b2-c3d4-7e5f-8a9b-000000000001","label":"1"}})"
+      "\n"
+      R"({"id":"0190a1b2-c3d4-7e5f-8a9b-000000000102","type":"feedback","timestamp":1795766400000,)"
+      R"("model":{"name":"machine-failure"},"request_id":"r2","label":{"failure":1}})"
+      "\n";
+  ASSERT_EQ(this->Upload(this->north_, feedback).status, 200);
+  const std::string target = "/api/v1/labelled?model=machine-failure";
+  // Labels younger than the settle time (1 s) are not served yet.
+  Reply early = this->Get(this->read_, target);
+  ASSERT_EQ(early.status, 200) << early.body;
+  EXPECT_EQ(early.body, "");
+  this->clock_.Advance(std::chrono::seconds(2));
+  Reply reply = this->Get(this->read_, target);
+  ASSERT_EQ(reply.status, 200) << reply.body;
+  EXPECT_EQ(reply.content_type, "application/x-ndjson");
+  std::vector<Json> lines;
+  size_t start = 0;
+  while (start < reply.body.size()) {
+    const size_t end = reply.body.find('\n', start);
+    lines.push_back(Json::parse(reply.body.substr(start, end - start)));
+    start = end + 1;
+  }
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[0]["id"], "0190a1b2-c3d4-7e5f-8a9b-000000000001");
+  EXPECT_EQ(lines[0]["x"], 1);  // inputs flattened
+  EXPECT_EQ(lines[0]["label"], "1");
+  EXPECT_EQ(lines[0]["ts"], "2026-11-27T07:59:00.001Z");
+  EXPECT_EQ(lines[1]["request_id"], nullptr);
+  EXPECT_EQ(lines[1]["label_failure"], 1);  // an object label gives label_<key> columns
+  EXPECT_EQ(lines[1]["x"], 2);
+  EXPECT_EQ(this->Get(this->read_, "/api/v1/labelled").status, 400);  // model is required
+  EXPECT_EQ(this->Get(this->north_, target).status, 403);
+  Reply after = this->Get(this->read_, target + "&after=" + std::to_string(kNowMs + 1'000'000));
+  EXPECT_EQ(after.body, "");
+}
+
+TYPED_TEST(HandlerTest, HealthIsOpenAndJobsNeedTokens) {
+  Reply health = this->Call(http::Method::kGet, "/api/v1/health");
+  ASSERT_EQ(health.status, 200) << health.body;
+  EXPECT_EQ(health.json["schema_version"], kSchemaVersion);
+  EXPECT_EQ(health.json["scheduler"], false);
+  EXPECT_EQ(this->Call(http::Method::kGet, "/api/v1/jobs").status, 401);
+  EXPECT_EQ(this->Get(this->north_, "/api/v1/jobs").status, 403);
+  Reply jobs = this->Get(this->read_, "/api/v1/jobs");
+  ASSERT_EQ(jobs.status, 200) << jobs.body;
+  EXPECT_TRUE(jobs.json["jobs"].empty());
+  // Without a scheduler, starting a job is a conflict; a read token may not start one at all.
+  Reply start = this->Call(http::Method::kPost, "/api/v1/jobs", R"({"model":"m"})",
+                           {{"Authorization", "Bearer " + this->admin_}});
+  EXPECT_EQ(start.status, 409) << start.body;
+  Reply reader = this->Call(http::Method::kPost, "/api/v1/jobs", R"({"model":"m"})",
+                            {{"Authorization", "Bearer " + this->read_}});
+  EXPECT_EQ(reader.status, 403);
+  EXPECT_EQ(this->Get(this->read_, "/api/v1/jobs/7").status, 404);
+}
+
 }  // namespace
 }  // namespace edgeloop::hub

@@ -8,6 +8,7 @@
 #include "common/build_info.h"
 #include "common/logging.h"
 #include "common/metrics.h"
+#include "hub/scheduler.h"
 
 namespace edgeloop::hub {
 
@@ -16,8 +17,8 @@ Status RunHub(const HubOptions& options) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
   StoreOptions store_options;
@@ -35,10 +36,25 @@ Status RunHub(const HubOptions& options) {
   }
   {
     HubHandler handler(store.get(), &registry, Clock::Real(), options.handler);
+    ProcessLauncher launcher;
+    std::unique_ptr<Scheduler> scheduler;
+    if (!options.schedule_file.empty()) {
+      const std::string host = server->address() == "0.0.0.0" || server->address() == "::"
+                                   ? "127.0.0.1"
+                                   : server->address();
+      const std::string url = std::string(server->tls() ? "https" : "http") + "://" +
+                              (host.find(':') != std::string::npos ? "[" + host + "]" : host) +
+                              ":" + std::to_string(server->port());
+      ASSIGN_OR_RETURN(scheduler, CreateHubScheduler(options.schedule_file, options.time_scale, url,
+                                                     store.get(), Clock::Real(), &launcher));
+      handler.SetJobRunner(scheduler.get());
+    }
     server->Start(&handler);
+    if (scheduler) scheduler->Start();
     log::Info("listening",
               {{"address", server->address()},
                {"port", static_cast<int>(server->port())},
+               {"tls", server->tls()},
                {"store", store->dialect() == Dialect::kSqlite ? "sqlite" : "postgresql"},
                {"workers", options.handler.workers},
                {"version", build_info::kVersion}});
@@ -50,10 +66,10 @@ Status RunHub(const HubOptions& options) {
     log::Info("shutting down", {{"signal", strsignal(received)}});
     const bool drained = server->Shutdown(options.drain_timeout);
     if (!drained) log::Warn("stopped before every request finished: the drain timeout passed");
+    if (scheduler) scheduler->Stop();  // running jobs end interrupted
   }
   log::Info("stopped");
   return Status::Ok();
 }
 
 }  // namespace edgeloop::hub
-               {"tls", server->tls()},

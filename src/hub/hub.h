@@ -19,6 +19,10 @@ struct HubOptions {
   http::ServerOptions http;
   HubHandlerOptions handler;
   std::chrono::milliseconds drain_timeout{30'000};
+  // The retraining scheduler (hub/scheduler.h): a schedule file, or empty for none, and the
+  // speed of its clock (demos).
+  std::string schedule_file;
+  double time_scale = 1.0;
 };
 
 // Returns OK after a clean shutdown, or the start-up error (store unreachable, schema too new,

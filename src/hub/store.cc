@@ -115,9 +115,47 @@ CREATE VIEW feedback_view AS
   FROM feedback f LEFT JOIN events e ON e.id = f.target_id;
 )sql";
 
+// Drift reports from the edges and the retraining scheduler's job history.
+constexpr const char* kSchemaV3 = R"sql(
+CREATE TABLE drift_reports (
+  event_id TEXT PRIMARY KEY,
+  site TEXT NOT NULL,
+  model TEXT NOT NULL,
+  model_version TEXT NOT NULL,
+  ts BIGINT NOT NULL,
+  received_at BIGINT NOT NULL,
+  window_rows BIGINT NOT NULL,
+  drifted_features INTEGER NOT NULL,
+  details TEXT NOT NULL
+);
+CREATE INDEX drift_reports_model ON drift_reports (model, received_at);
+CREATE INDEX events_site_request ON events (site, request_id);
+CREATE TABLE jobs (
+  id {{ID}},
+  model TEXT NOT NULL,
+  trigger TEXT NOT NULL,
+  status TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  started_at BIGINT,
+  finished_at BIGINT,
+  exit_step TEXT,
+  error TEXT,
+  gate_passed SMALLINT,
+  gate_metric TEXT,
+  challenger DOUBLE PRECISION,
+  champion DOUBLE PRECISION,
+  version TEXT,
+  digest TEXT,
+  details TEXT,
+  log TEXT
+);
+CREATE INDEX jobs_model ON jobs (model, id);
+)sql";
+
 const Migration kMigrations[] = {
     {1, "initial schema", kSchemaV1, nullptr},
     {2, "views with timestamps for BI tools", kViewsSqlite, kViewsPostgres},
+    {3, "drift reports and retraining jobs", kSchemaV3, nullptr},
 };
 
 std::string MigrationScript(const Migration& m, Dialect dialect) {
@@ -471,6 +509,19 @@ StatusOr<IngestResult> Store::Ingest(const UploadMeta& meta, const std::vector<E
       RETURN_IF_ERROR(conn->Execute(sql, params).status());
     }
 
+    // Drift reports (only those of new events: a duplicate changes nothing).
+    for (const Event& e : events) {
+      if (e.type != "drift" || !e.drift) continue;
+      RETURN_IF_ERROR(
+          conn->Execute("INSERT INTO drift_reports (event_id, site, model, "
+                        "model_version, ts, received_at, window_rows, "
+                        "drifted_features, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                        "ON CONFLICT (event_id) DO NOTHING",
+                        {e.id, e.site, e.model, e.model_version, e.ts_ms, meta.received_at,
+                         e.drift_window_rows, e.drifted_features, *e.drift})
+              .status());
+    }
+
     // Model versions seen, with the event-time span.
     std::map<std::tuple<std::string, std::string, std::string>, std::pair<int64_t, int64_t>> seen;
     for (const Event& e : events) {
@@ -527,57 +578,6 @@ StatusOr<IngestResult> Store::Ingest(const UploadMeta& meta, const std::vector<E
   return result;
 }
 
-StatusOr<SqlTable> Store::Counts(const QueryFilter& filter, int64_t bucket_ms,
-                                 const std::vector<std::string>& group_by) {
-  if (bucket_ms <= 0) return InvalidArgumentError("the bucket must be positive");
-  std::string columns;
-  for (const std::string& g : group_by) {
-    if (g == "site") {
-      columns += ", site";
-    } else if (g == "model") {
-      columns += ", model";
-    } else if (g == "version") {
-      columns += ", model_version AS version";
-    } else {
-      return InvalidArgumentError("cannot group by '" + g + "'; use site, model or version");
-    }
-  }
-  std::vector<SqlValue> params = {bucket_ms, bucket_ms};
-  std::string sql = "SELECT (ts / ?) * ? AS bucket" + columns +
-                    ", COUNT(*) AS events, SUM(CASE WHEN anomaly = 1 THEN 1 ELSE 0 END) AS "
-                    "anomalies, SUM(CASE WHEN anomaly = 1 THEN 1 ELSE 0 END) * 1.0 / COUNT(*) AS "
-                    "anomaly_rate, AVG(latency_ms) AS mean_latency_ms FROM events WHERE type <> "
-                    "'feedback'" +
-                    Where(filter, &params);
-  std::string group = " GROUP BY 1";
-  for (size_t i = 0; i < group_by.size(); ++i) group += ", " + std::to_string(i + 2);
-  sql += group + " ORDER BY" + group.substr(9);
-  Lease conn = Acquire();
-  return conn->Query(sql, params);
-}
-
-StatusOr<SqlTable> Store::Anomalies(const QueryFilter& filter, std::optional<double> min_score,
-                                    bool by_score, int64_t limit) {
-  std::vector<SqlValue> params;
-  std::string sql =
-      "SELECT id, site, ts, model, model_version AS version, score, latency_ms, request_id, "
-      "prediction, inputs, outputs FROM events WHERE anomaly = 1" +
-      Where(filter, &params);
-  if (min_score) {
-    sql += " AND score >= ?";
-    params.emplace_back(*min_score);
-  }
-  sql += by_score ? " ORDER BY score DESC NULLS LAST, ts DESC" : " ORDER BY ts DESC";
-  sql += " LIMIT ?";
-  params.emplace_back(limit);
-  Lease conn = Acquire();
-  return conn->Query(sql, params);
-}
-
-StatusOr<SqlTable> Store::Versions(const QueryFilter& filter) {
-  std::vector<SqlValue> params;
-  std::string sql =
-      "SELECT site, model, version, digest, first_seen_at, last_seen_at FROM model_versions "
 struct Store::PendingIngest {
   const IngestWork* work;
   std::optional<StatusOr<IngestResult>> result;  // GUARDED_BY(group_mu_)
@@ -646,6 +646,57 @@ void Store::CommitGroup(const std::vector<PendingIngest*>& group) {
   for (size_t i = 0; i < group.size(); ++i) group[i]->result = std::move(results[i]);
 }
 
+StatusOr<SqlTable> Store::Counts(const QueryFilter& filter, int64_t bucket_ms,
+                                 const std::vector<std::string>& group_by) {
+  if (bucket_ms <= 0) return InvalidArgumentError("the bucket must be positive");
+  std::string columns;
+  for (const std::string& g : group_by) {
+    if (g == "site") {
+      columns += ", site";
+    } else if (g == "model") {
+      columns += ", model";
+    } else if (g == "version") {
+      columns += ", model_version AS version";
+    } else {
+      return InvalidArgumentError("cannot group by '" + g + "'; use site, model or version");
+    }
+  }
+  std::vector<SqlValue> params = {bucket_ms, bucket_ms};
+  std::string sql = "SELECT (ts / ?) * ? AS bucket" + columns +
+                    ", COUNT(*) AS events, SUM(CASE WHEN anomaly = 1 THEN 1 ELSE 0 END) AS "
+                    "anomalies, SUM(CASE WHEN anomaly = 1 THEN 1 ELSE 0 END) * 1.0 / COUNT(*) AS "
+                    "anomaly_rate, AVG(latency_ms) AS mean_latency_ms FROM events WHERE type IN "
+                    "('insight', 'anomaly')" +
+                    Where(filter, &params);
+  std::string group = " GROUP BY 1";
+  for (size_t i = 0; i < group_by.size(); ++i) group += ", " + std::to_string(i + 2);
+  sql += group + " ORDER BY" + group.substr(9);
+  Lease conn = Acquire();
+  return conn->Query(sql, params);
+}
+
+StatusOr<SqlTable> Store::Anomalies(const QueryFilter& filter, std::optional<double> min_score,
+                                    bool by_score, int64_t limit) {
+  std::vector<SqlValue> params;
+  std::string sql =
+      "SELECT id, site, ts, model, model_version AS version, score, latency_ms, request_id, "
+      "prediction, inputs, outputs FROM events WHERE anomaly = 1" +
+      Where(filter, &params);
+  if (min_score) {
+    sql += " AND score >= ?";
+    params.emplace_back(*min_score);
+  }
+  sql += by_score ? " ORDER BY score DESC NULLS LAST, ts DESC" : " ORDER BY ts DESC";
+  sql += " LIMIT ?";
+  params.emplace_back(limit);
+  Lease conn = Acquire();
+  return conn->Query(sql, params);
+}
+
+StatusOr<SqlTable> Store::Versions(const QueryFilter& filter) {
+  std::vector<SqlValue> params;
+  std::string sql =
+      "SELECT site, model, version, digest, first_seen_at, last_seen_at FROM model_versions "
       "WHERE 1 = 1";
   QueryFilter f = filter;
   f.from_ms.reset();
@@ -671,7 +722,8 @@ StatusOr<Histogram> Store::Distribution(const QueryFilter& filter, const std::st
   }
   if (bins < 1 || bins > 1000) return InvalidArgumentError("bins must be between 1 and 1000");
   std::vector<SqlValue> params;
-  const std::string where = " FROM events WHERE " + metric + " IS NOT NULL AND type <> 'feedback'" +
+  const std::string where = " FROM events WHERE " + metric +
+                            " IS NOT NULL AND type IN ('insight', 'anomaly')" +
                             Where(filter, &params);
   Lease conn = Acquire();
   ASSIGN_OR_RETURN(SqlTable summary,
@@ -750,6 +802,172 @@ StatusOr<SqlTable> Store::Uploads(const QueryFilter& filter, int64_t limit) {
   params.emplace_back(limit);
   Lease conn = Acquire();
   return conn->Query(sql, params);
+}
+
+StatusOr<SqlTable> Store::DriftReports(const QueryFilter& filter, int64_t limit) {
+  std::vector<SqlValue> params;
+  std::string sql =
+      "SELECT event_id, site, ts, received_at, model, model_version AS version, window_rows, "
+      "drifted_features, details FROM drift_reports WHERE 1 = 1" +
+      Where(filter, &params) + " ORDER BY ts DESC, event_id LIMIT ?";
+  params.emplace_back(limit);
+  Lease conn = Acquire();
+  return conn->Query(sql, params);
+}
+
+StatusOr<SqlTable> Store::Labelled(const QueryFilter& filter, std::optional<int64_t> after_ms,
+                                   std::optional<int64_t> until_ms, int64_t limit) {
+  // Two joins, each served by an index: labels that name the event's id, and labels in the
+  // edge's form that name the site's request id.
+  auto part = [&](const std::string& join, std::vector<SqlValue>* params) {
+    std::string sql =
+        "SELECT e.id AS id, e.site AS site, e.ts AS ts, e.model AS model, e.model_version AS "
+        "model_version, e.model_digest AS model_digest, e.prediction AS prediction, e.inputs AS "
+        "inputs, f.label AS label, f.correct AS correct, fe.received_at AS labelled_at, "
+        "f.event_id AS feedback_id FROM feedback f JOIN events fe ON fe.id = f.event_id JOIN "
+        "events e ON " +
+        join + " WHERE e.type IN ('insight', 'anomaly')" +
+        Where(filter, params, "e.ts", "e.site", "e.model", "e.model_version");
+    if (after_ms) {
+      sql += " AND fe.received_at > ?";
+      params->emplace_back(*after_ms);
+    }
+    if (until_ms) {
+      sql += " AND fe.received_at <= ?";
+      params->emplace_back(*until_ms);
+    }
+    return sql;
+  };
+  std::vector<SqlValue> params;
+  std::string sql = part("e.id = f.target_id", &params);
+  sql += " UNION ALL " +
+         part("e.site = f.site AND e.request_id = SUBSTR(f.target_id, " +
+                  std::to_string(kRequestTargetPrefix.size() + 1) + ") AND f.target_id LIKE '" +
+                  std::string(kRequestTargetPrefix) + "%'",
+              &params);
+  sql = "SELECT * FROM (" + sql + ") labelled ORDER BY labelled_at, feedback_id LIMIT ?";
+  params.emplace_back(limit);
+  Lease conn = Acquire();
+  return conn->Query(sql, params);
+}
+
+StatusOr<int64_t> Store::CountDriftReports(const std::string& model, int64_t since_ms) {
+  Lease conn = Acquire();
+  ASSIGN_OR_RETURN(
+      SqlTable table,
+      conn->Query("SELECT COUNT(*) FROM drift_reports WHERE model = ? AND received_at >= ?",
+                  {model, since_ms}));
+  return AsInt(table.rows.at(0).at(0));
+}
+
+StatusOr<int64_t> Store::CountLabels(const std::string& model, int64_t since_ms) {
+  // The feedback event names the model in the edge's form; otherwise the labelled event does.
+  Lease conn = Acquire();
+  ASSIGN_OR_RETURN(SqlTable table,
+                   conn->Query("SELECT COUNT(*) FROM feedback f JOIN events fe ON fe.id = "
+                               "f.event_id LEFT JOIN events e ON e.id = f.target_id WHERE "
+                               "fe.received_at >= ? AND (fe.model = ? OR e.model = ?)",
+                               {since_ms, model, model}));
+  return AsInt(table.rows.at(0).at(0));
+}
+
+namespace {
+
+SqlValue OptInt(const std::optional<int64_t>& v) { return v ? SqlValue{*v} : SqlValue{}; }
+SqlValue OptDouble(const std::optional<double>& v) { return v ? SqlValue{*v} : SqlValue{}; }
+SqlValue OptText(const std::string& v) { return v.empty() ? SqlValue{} : SqlValue{v}; }
+
+std::optional<double> AsOptDouble(const SqlValue& value) {
+  if (std::holds_alternative<std::monostate>(value)) return std::nullopt;
+  return AsDouble(value);
+}
+
+constexpr const char* kJobColumns =
+    "id, model, trigger, status, created_at, started_at, finished_at, exit_step, error, "
+    "gate_passed, gate_metric, challenger, champion, version, digest, details";
+
+JobRecord JobFromRow(const std::vector<SqlValue>& row) {
+  JobRecord job;
+  job.id = AsInt(row[0]);
+  job.model = AsText(row[1]);
+  job.trigger = AsText(row[2]);
+  job.status = AsText(row[3]);
+  job.created_at = AsInt(row[4]);
+  job.started_at = AsOptInt(row[5]);
+  job.finished_at = AsOptInt(row[6]);
+  job.exit_step = AsText(row[7]);
+  job.error = AsText(row[8]);
+  job.gate_passed = AsOptInt(row[9]);
+  job.gate_metric = AsText(row[10]);
+  job.challenger = AsOptDouble(row[11]);
+  job.champion = AsOptDouble(row[12]);
+  job.version = AsText(row[13]);
+  job.digest = AsText(row[14]);
+  job.details = AsText(row[15]);
+  if (row.size() > 16) job.log = AsText(row[16]);
+  return job;
+}
+
+}  // namespace
+
+StatusOr<int64_t> Store::CreateJob(const JobRecord& job) {
+  Lease conn = Acquire();
+  ASSIGN_OR_RETURN(SqlTable table,
+                   conn->Query("INSERT INTO jobs (model, trigger, status, created_at, details, "
+                               "log) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                               {job.model, job.trigger, job.status, job.created_at,
+                                job.details.empty() ? std::string("{}") : job.details, job.log}));
+  if (table.rows.empty()) return InternalError("inserting a job returned no id");
+  return AsInt(table.rows[0][0]);
+}
+
+Status Store::UpdateJob(const JobRecord& job) {
+  Lease conn = Acquire();
+  ASSIGN_OR_RETURN(
+      const int64_t updated,
+      conn->Execute("UPDATE jobs SET status = ?, started_at = ?, finished_at = ?, exit_step = ?, "
+                    "error = ?, gate_passed = ?, gate_metric = ?, challenger = ?, champion = ?, "
+                    "version = ?, digest = ?, details = ?, log = ? WHERE id = ?",
+                    {job.status, OptInt(job.started_at), OptInt(job.finished_at),
+                     OptText(job.exit_step), OptText(job.error), OptInt(job.gate_passed),
+                     OptText(job.gate_metric), OptDouble(job.challenger), OptDouble(job.champion),
+                     OptText(job.version), OptText(job.digest),
+                     job.details.empty() ? std::string("{}") : job.details, job.log, job.id}));
+  if (updated == 0) return NotFoundError("no job " + std::to_string(job.id));
+  return Status::Ok();
+}
+
+StatusOr<std::optional<JobRecord>> Store::GetJob(int64_t id) {
+  Lease conn = Acquire();
+  ASSIGN_OR_RETURN(
+      SqlTable table,
+      conn->Query("SELECT " + std::string(kJobColumns) + ", log FROM jobs WHERE id = ?", {id}));
+  if (table.rows.empty()) return std::optional<JobRecord>();
+  return std::optional<JobRecord>(JobFromRow(table.rows[0]));
+}
+
+StatusOr<std::vector<JobRecord>> Store::ListJobs(const std::string& model, int64_t limit) {
+  std::vector<SqlValue> params;
+  std::string sql = "SELECT " + std::string(kJobColumns) + " FROM jobs";
+  if (!model.empty()) {
+    sql += " WHERE model = ?";
+    params.emplace_back(model);
+  }
+  sql += " ORDER BY id DESC LIMIT ?";
+  params.emplace_back(limit);
+  Lease conn = Acquire();
+  ASSIGN_OR_RETURN(SqlTable table, conn->Query(sql, params));
+  std::vector<JobRecord> jobs;
+  for (const auto& row : table.rows) jobs.push_back(JobFromRow(row));
+  return jobs;
+}
+
+StatusOr<int64_t> Store::InterruptUnfinishedJobs(int64_t now_ms) {
+  Lease conn = Acquire();
+  return conn->Execute(
+      "UPDATE jobs SET status = 'interrupted', finished_at = ?, error = 'the hub stopped while "
+      "the job ran' WHERE status IN ('queued', 'running')",
+      {now_ms});
 }
 
 }  // namespace edgeloop::hub

@@ -29,7 +29,7 @@
 namespace edgeloop::hub {
 
 // The schema version this build writes and reads.
-inline constexpr int kSchemaVersion = 2;
+inline constexpr int kSchemaVersion = 3;
 
 enum class Role { kSite, kRead, kAdmin };
 std::string_view RoleName(Role role);
@@ -74,6 +74,27 @@ struct QueryFilter {
   std::string site;
   std::string model;
   std::string version;
+};
+
+// One retraining job (hub/scheduler.h) as the store keeps it. Times are Unix ms.
+struct JobRecord {
+  int64_t id = 0;
+  std::string model;
+  std::string trigger;  // cron | drift | feedback | api
+  std::string status;   // queued | running | succeeded | rejected | failed | interrupted
+  int64_t created_at = 0;
+  std::optional<int64_t> started_at;
+  std::optional<int64_t> finished_at;
+  std::string exit_step;  // the step that ended the job: pipeline | train | "" (none ran)
+  std::string error;
+  std::optional<int64_t> gate_passed;  // 1/0, unknown until train ran
+  std::string gate_metric;
+  std::optional<double> challenger;  // the gate metric of the challenger and the champion
+  std::optional<double> champion;
+  std::string version;  // the trained model's version
+  std::string digest;   // the pushed package's digest
+  std::string details;  // JSON: {"steps": [...], "gate": {...}, "trained": {...}}
+  std::string log;      // bounded tail of the steps' output
 };
 
 struct StoreOptions {
@@ -126,6 +147,9 @@ class Store {
   // belong to meta.site.
   StatusOr<IngestResult> Ingest(const UploadMeta& meta, const std::vector<Event>& events,
                                 int64_t rejected);
+  // How many transactions Ingest has committed on SQLite, where concurrent uploads share one
+  // (group commit); for tests and metrics.
+  int64_t ingest_commits() const { return ingest_commits_.load(std::memory_order_relaxed); }
 
   // Queries (docs/hub.md, "Query API").
   // Events, anomalies and the anomaly rate per time bucket and per `group_by` columns
@@ -145,11 +169,33 @@ class Store {
   StatusOr<SqlTable> Events(const QueryFilter& filter, int64_t limit);
   // The upload audit (newest first).
   StatusOr<SqlTable> Uploads(const QueryFilter& filter, int64_t limit);
+  // Drift reports (newest first): event_id, site, ts, received_at, model, version,
+  // window_rows, drifted_features, details (JSON text).
+  StatusOr<SqlTable> DriftReports(const QueryFilter& filter, int64_t limit);
+  // Events of `filter.model` joined with their feedback labels, oldest label first, labels
+  // received after `after_ms` (the hub's receive time of the feedback, `labelled_at`):
+  // id, site, ts, model, model_version, model_digest, prediction, inputs (JSON text), label,
+  // correct, labelled_at. A label targets an event by id, or by site and request id (the
+  // edge's form).
+  // `until_ms` (inclusive) bounds the receive time from above.
+  StatusOr<SqlTable> Labelled(const QueryFilter& filter, std::optional<int64_t> after_ms,
+                              std::optional<int64_t> until_ms, int64_t limit);
+  // Trigger counts for the scheduler: drift reports of `model` received at or after
+  // `since_ms`, and feedback labels on its events received at or after `since_ms`.
+  StatusOr<int64_t> CountDriftReports(const std::string& model, int64_t since_ms);
+  StatusOr<int64_t> CountLabels(const std::string& model, int64_t since_ms);
+
+  // Retraining jobs (jobs_store.cc). CreateJob returns the new id.
+  StatusOr<int64_t> CreateJob(const JobRecord& job);
+  // Writes every field but id, model, trigger and created_at.
+  Status UpdateJob(const JobRecord& job);
+  StatusOr<std::optional<JobRecord>> GetJob(int64_t id);
+  // Newest first; `model` empty means every model. Without logs.
+  StatusOr<std::vector<JobRecord>> ListJobs(const std::string& model, int64_t limit);
+  // Marks every queued or running job interrupted (at start-up: their process is gone).
+  StatusOr<int64_t> InterruptUnfinishedJobs(int64_t now_ms);
 
  private:
-  // How many transactions Ingest has committed on SQLite, where concurrent uploads share one
-  // (group commit); for tests and metrics.
-  int64_t ingest_commits() const { return ingest_commits_.load(std::memory_order_relaxed); }
   class Lease;
   Store(Dialect dialect, std::vector<std::unique_ptr<SqlConn>> pool);
   Lease Acquire();

@@ -176,7 +176,7 @@ class PostgresHubTest(HubSuite, unittest.TestCase):
         out = self.pg.psql(db, "SELECT site, event_time IS NOT NULL FROM events_view").stdout.strip()
         self.assertEqual(out, "north|t")
         version = self.pg.psql(db, "SELECT max(version) FROM schema_migrations").stdout.strip()
-        self.assertEqual(version, "2")
+        self.assertEqual(version, "3")
 
 
 class HubCliErrorsTest(unittest.TestCase):

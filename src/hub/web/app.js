@@ -128,12 +128,14 @@
     const bucketed = new URLSearchParams(params);
     bucketed.set('bucket', bucketFor(range));
     try {
-      const [sites, stats, accuracy, versions, anomalies] = await Promise.all([
+      const [sites, stats, accuracy, versions, anomalies, jobs, drift] = await Promise.all([
         api('sites', new URLSearchParams()),
         api('stats', (() => { const p = new URLSearchParams(bucketed); p.set('group_by', 'site'); return p; })()),
         api('accuracy', bucketed),
         api('versions', params),
         api('anomalies', (() => { const p = new URLSearchParams(params); p.set('limit', '20'); return p; })()),
+        api('jobs', new URLSearchParams({ limit: '20' })),
+        api('drift', (() => { const p = new URLSearchParams(params); p.set('limit', '20'); return p; })()),
       ]);
       showError('');
       $('login').hidden = true;
@@ -153,6 +155,19 @@
       fillTable('versions', versions.rows, (v) => [v.site, v.model, v.version, fmtTime(v.last_seen_at)]);
       fillTable('anomalies', anomalies.rows, (a) => [fmtTime(a.ts), a.site, a.model + ' v' + a.version,
         a.score === null ? '—' : a.score.toFixed(3), a.id]);
+      const num = (x) => (x === null || x === undefined ? '—' : x.toFixed(4));
+      fillTable('jobs', jobs.jobs, (j) => [j.id, j.model, j.trigger, { text: j.status, cls: 'job-' + j.status },
+        fmtTime(j.started_at), j.gate_passed === null ? '—' : (j.gate_passed ? 'passed' : 'refused'),
+        (j.gate_metric ? j.gate_metric + ' ' : '') + num(j.challenger), num(j.champion), j.version || '—',
+        j.digest ? j.digest.slice(0, 19) : '—']);
+      fillTable('drift', drift.rows, (d) => {
+        let names = [];
+        try {
+          names = JSON.parse(d.details).features.filter((f) => f.drifted).map((f) => f.name);
+        } catch (e) { names = []; }
+        return [fmtTime(d.ts), d.site, d.model + ' v' + d.version,
+          d.drifted_features + (names.length ? ' (' + names.join(', ') + ')' : ''), d.window_rows];
+      });
       $('updated').textContent = 'updated ' + new Date().toLocaleTimeString();
       const csv = new URLSearchParams(params);
       csv.set('limit', '100000');
