@@ -293,21 +293,6 @@ StatusOr<ScheduleConfig> LoadSchedule(const fs::path& file) {
   return ParseSchedule(text.str(), file.string(), fs::absolute(base));
 }
 
-ScaledClock::ScaledClock(Clock* base, double scale)
-    : base_(base), scale_(scale), steady_start_(base->Now()), wall_start_(base->WallNow()) {}
-
-Clock::SteadyTime ScaledClock::Now() const {
-  const auto elapsed = base_->Now() - steady_start_;
-  return steady_start_ + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                             std::chrono::duration<double, std::nano>(elapsed) * scale_);
-}
-
-Clock::WallTime ScaledClock::WallNow() const {
-  const auto elapsed = base_->Now() - steady_start_;
-  return wall_start_ + std::chrono::duration_cast<std::chrono::system_clock::duration>(
-                           std::chrono::duration<double, std::nano>(elapsed) * scale_);
-}
-
 Scheduler::Scheduler(ScheduleConfig config, Store* store, Clock* clock, StepLauncher* launcher,
                      SchedulerOptions options)
     : config_(std::move(config)),

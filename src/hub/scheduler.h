@@ -143,21 +143,6 @@ StatusOr<std::unique_ptr<Scheduler>> CreateHubScheduler(const std::filesystem::p
                                                         const std::string& hub_url, Store* store,
                                                         Clock* clock, StepLauncher* launcher);
 
-// A clock that runs `scale` times faster than `base` from the moment it is created (wall and
-// steady time alike). Thread-safe.
-class ScaledClock : public Clock {
- public:
-  ScaledClock(Clock* base, double scale);
-  SteadyTime Now() const override;
-  WallTime WallNow() const override;
-
- private:
-  Clock* base_;
-  const double scale_;
-  const SteadyTime steady_start_;
-  const WallTime wall_start_;
-};
-
 }  // namespace edgeloop::hub
 
 #endif  // EDGELOOP_HUB_SCHEDULER_H_

@@ -406,6 +406,7 @@ RunResult RunPipeline(const PipelineSpec& spec, lake::Lake* lake, const RunOptio
   source_options.batch_rows = options.batch_rows;
   source_options.lake = lake;
   if (!spec.watermark.empty()) source_options.skip_files = previous_files;
+  source_options.watermark = summary.watermark_before;
   StatusOr<std::unique_ptr<Source>> source = OpenSource(spec, source_options);
   if (!source.ok()) {
     const Stage stage =

@@ -12,6 +12,7 @@
 #include <charconv>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <unordered_map>
 #include <utility>
 
@@ -511,8 +512,11 @@ class FileSource final : public Source {
 class HttpSource final : public Source {
  public:
   HttpSource(const PipelineSpec& spec, const SourceOptions& options,
-             std::shared_ptr<const Schema> schema)
-      : spec_(spec.source), options_(options), schema_(std::move(schema)) {}
+             std::shared_ptr<const Schema> schema, std::vector<std::string> headers = {})
+      : spec_(spec.source),
+        options_(options),
+        schema_(std::move(schema)),
+        headers_(std::move(headers)) {}
 
   const std::shared_ptr<const Schema>& schema() const override { return schema_; }
   int64_t total_bytes() const override { return -1; }
@@ -547,6 +551,9 @@ class HttpSource final : public Source {
                      std::max<long>(1, static_cast<long>((spec_.timeout_ms + 999) / 1000)));
     curl_easy_setopt(curl, CURLOPT_ACCEPT_ENCODING, "");
     curl_easy_setopt(curl, CURLOPT_USERAGENT, "edgeloop-pipeline");
+    curl_slist* headers = nullptr;
+    for (const std::string& h : headers_) headers = curl_slist_append(headers, h.c_str());
+    if (headers != nullptr) curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &state);
     curl_easy_setopt(
         curl, CURLOPT_WRITEFUNCTION,
@@ -563,6 +570,7 @@ class HttpSource final : public Source {
     long http_status = 0;
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &http_status);
     curl_easy_cleanup(curl);
+    curl_slist_free_all(headers);
     if (!state.status.ok()) return state.status.WithContext(spec_.url);
     if (code == CURLE_HTTP_RETURNED_ERROR) {
       return UnavailableError("GET " + spec_.url + ": HTTP " + std::to_string(http_status));
@@ -583,7 +591,210 @@ class HttpSource final : public Source {
   SourceSpec spec_;
   SourceOptions options_;
   std::shared_ptr<const Schema> schema_;
+  std::vector<std::string> headers_;
 };
+
+// --- The hub source: labelled events from GET /api/v1/labelled (docs/pipeline.md).
+
+std::string UrlEncode(std::string_view text) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (const char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out.push_back(ch);
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  return out;
+}
+
+struct HubTarget {
+  std::string base_url;
+  std::vector<std::string> headers;
+};
+
+StatusOr<HubTarget> ResolveHub(const PipelineSpec& spec) {
+  HubTarget target;
+  target.base_url = spec.source.url;
+  if (target.base_url.empty()) {
+    if (const char* env = std::getenv("EDGELOOP_HUB_URL")) target.base_url = env;
+  }
+  if (target.base_url.empty()) {
+    return InvalidArgumentError("a hub source needs a 'url' (or EDGELOOP_HUB_URL)");
+  }
+  if (target.base_url.rfind("http://", 0) != 0 && target.base_url.rfind("https://", 0) != 0) {
+    return InvalidArgumentError("the hub URL must start with http:// or https://");
+  }
+  while (!target.base_url.empty() && target.base_url.back() == '/') target.base_url.pop_back();
+  std::string token;
+  if (!spec.source.token_file.empty()) {
+    std::filesystem::path file = spec.source.token_file;
+    if (file.is_relative()) file = spec.base_dir / file;
+    std::ifstream in(file);
+    if (!in) return NotFoundError("cannot read the hub token file " + file.string());
+    std::getline(in, token);
+    while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) {
+      token.pop_back();
+    }
+    if (token.empty())
+      return InvalidArgumentError("the hub token file " + file.string() + " is empty");
+  } else if (const char* env = std::getenv("EDGELOOP_HUB_TOKEN")) {
+    token = env;
+  }
+  if (token.empty()) {
+    return InvalidArgumentError("a hub source needs a 'token_file' (or EDGELOOP_HUB_TOKEN)");
+  }
+  if (token.find_first_of("\r\n") != std::string::npos) {
+    return InvalidArgumentError("the hub token must be one line");
+  }
+  target.headers.push_back("Authorization: Bearer " + token);
+  return target;
+}
+
+std::string LabelledUrl(const HubTarget& hub, const SourceSpec& source,
+                        const std::optional<int64_t>& after_ms, int64_t limit) {
+  std::string url = hub.base_url + "/api/v1/labelled?format=jsonl&model=" + UrlEncode(source.model);
+  if (!source.site.empty()) url += "&site=" + UrlEncode(source.site);
+  if (after_ms) url += "&after=" + std::to_string(*after_ms);
+  if (limit > 0) url += "&limit=" + std::to_string(limit);
+  return url;
+}
+
+// A small GET into memory (the schema sample).
+StatusOr<std::string> HttpGet(const std::string& url, const std::vector<std::string>& header_lines,
+                              int64_t timeout_ms) {
+  CURL* curl = curl_easy_init();
+  if (curl == nullptr) return InternalError("libcurl failed to start");
+  std::string body;
+  char error[CURL_ERROR_SIZE] = {0};
+  curl_slist* headers = nullptr;
+  for (const std::string& h : header_lines) headers = curl_slist_append(headers, h.c_str());
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+  curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error);
+  curl_easy_setopt(curl, CURLOPT_FAILONERROR, 1L);
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout_ms));
+  curl_easy_setopt(curl, CURLOPT_ACCEPT_ENCODING, "");
+  curl_easy_setopt(curl, CURLOPT_USERAGENT, "edgeloop-pipeline");
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
+  curl_easy_setopt(
+      curl, CURLOPT_WRITEFUNCTION,
+      +[](char* data, size_t size, size_t count, void* user) -> size_t {
+        static_cast<std::string*>(user)->append(data, size * count);
+        return size * count;
+      });
+  const CURLcode code = curl_easy_perform(curl);
+  long http_status = 0;
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &http_status);
+  curl_easy_cleanup(curl);
+  curl_slist_free_all(headers);
+  if (code == CURLE_HTTP_RETURNED_ERROR) {
+    const std::string hint = http_status == 401 || http_status == 403
+                                 ? " (the hub refused the token: it needs the read role)"
+                                 : "";
+    return UnavailableError("GET " + url + ": HTTP " + std::to_string(http_status) + hint);
+  }
+  if (code != CURLE_OK) {
+    return UnavailableError("GET " + url + ": " +
+                            (error[0] ? std::string(error) : curl_easy_strerror(code)));
+  }
+  return body;
+}
+
+// The columns of labelled events: the fixed ones, then every input seen in the sample, typed
+// double (numbers), bool, or string (anything else).
+StatusOr<std::shared_ptr<const Schema>> InferHubSchema(std::string_view sample) {
+  std::vector<std::pair<std::string, Type>> fields = {{"id", Type::kString},
+                                                      {"site", Type::kString},
+                                                      {"ts", Type::kTimestamp},
+                                                      {"model", Type::kString},
+                                                      {"model_version", Type::kString},
+                                                      {"model_digest", Type::kString},
+                                                      {"prediction", Type::kString},
+                                                      {"label", Type::kString},
+                                                      {"correct", Type::kBool},
+                                                      {"labelled_at", Type::kTimestamp},
+                                                      {"feedback_id", Type::kString}};
+  const size_t fixed = fields.size();
+  std::map<std::string, int> kinds;  // 0 unknown (null), 1 number, 2 bool, 3 string
+  simdjson::dom::parser parser;
+  size_t start = 0;
+  while (start < sample.size()) {
+    size_t end = sample.find('\n', start);
+    if (end == std::string_view::npos) end = sample.size();
+    const std::string_view line = sample.substr(start, end - start);
+    start = end + 1;
+    if (line.empty()) continue;
+    simdjson::dom::object object;
+    if (parser.parse(line).get_object().get(object)) {
+      return InvalidArgumentError("the hub answered a line that is not a JSON object");
+    }
+    for (auto field : object) {
+      const std::string key(field.key);
+      bool known = false;
+      for (size_t i = 0; i < fixed; ++i) known = known || fields[i].first == key;
+      if (known) continue;
+      int kind = 0;
+      switch (field.value.type()) {
+        case simdjson::dom::element_type::INT64:
+        case simdjson::dom::element_type::UINT64:
+        case simdjson::dom::element_type::DOUBLE:
+          kind = 1;
+          break;
+        case simdjson::dom::element_type::BOOL:
+          kind = 2;
+          break;
+        case simdjson::dom::element_type::NULL_VALUE:
+          kind = 0;
+          break;
+        default:
+          kind = 3;
+      }
+      auto [it, fresh] = kinds.try_emplace(key, kind);
+      if (fresh) {
+        fields.emplace_back(key, Type::kString);
+      } else if (it->second == 0) {
+        it->second = kind;
+      } else if (kind != 0 && kind != it->second) {
+        it->second = 3;  // mixed kinds: text
+      }
+    }
+  }
+  for (size_t i = fixed; i < fields.size(); ++i) {
+    const int kind = kinds[fields[i].first];
+    fields[i].second = kind == 1 ? Type::kDouble : kind == 2 ? Type::kBool : Type::kString;
+  }
+  return MakeSchema(fields);
+}
+
+StatusOr<std::unique_ptr<Source>> OpenHubSource(const PipelineSpec& spec,
+                                                const SourceOptions& options) {
+  ASSIGN_OR_RETURN(HubTarget hub, ResolveHub(spec));
+  // Incremental by `labelled_at`: the hub sends only labels received after the watermark.
+  std::optional<int64_t> after_ms;
+  if (spec.watermark == "labelled_at" && options.watermark) {
+    const std::optional<int64_t> micros = lake::ParseTimestamp(*options.watermark);
+    if (micros) after_ms = *micros / 1000;
+  }
+  std::shared_ptr<const Schema> schema;
+  if (!spec.schema.empty()) {
+    schema = MakeSchema(spec.schema);
+  } else {
+    ASSIGN_OR_RETURN(std::string sample, HttpGet(LabelledUrl(hub, spec.source, after_ms, 500),
+                                                 hub.headers, spec.source.timeout_ms));
+    ASSIGN_OR_RETURN(schema, InferHubSchema(sample));
+  }
+  PipelineSpec http = spec;
+  http.source.url = LabelledUrl(hub, spec.source, after_ms, 0);
+  http.source.format = SourceSpec::Kind::kJsonLines;
+  return std::unique_ptr<Source>(
+      new HttpSource(http, options, std::move(schema), std::move(hub.headers)));
+}
 
 // Reads another table of the lake at a snapshot.
 class LakeSource final : public Source {
@@ -684,6 +895,7 @@ StatusOr<std::unique_ptr<Source>> OpenSource(const PipelineSpec& spec,
     auto schema = std::make_shared<Schema>(info.schema);
     return std::unique_ptr<Source>(new LakeSource(spec, options, snapshot, std::move(schema)));
   }
+  if (source.kind == SourceSpec::Kind::kHub) return OpenHubSource(spec, options);
   std::shared_ptr<const Schema> schema;
   if (!spec.schema.empty()) schema = MakeSchema(spec.schema);
   if (source.kind == SourceSpec::Kind::kHttp) {

@@ -1,13 +1,14 @@
 // Sources: where a pipeline's rows come from. Every source pushes typed batches (and the rows
 // it could not read) into a SourceSink, so files, HTTP bodies and lake tables stream through
-// the same steps without being held in memory; the hub's store (a later issue) becomes one
-// more implementation of Source.
+// the same steps without being held in memory. The hub source reads labelled events from a
+// hub's query API (GET /api/v1/labelled, JSON Lines) through the HTTP reader.
 #ifndef EDGELOOP_PIPELINE_SOURCE_H_
 #define EDGELOOP_PIPELINE_SOURCE_H_
 
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -58,6 +59,9 @@ struct SourceOptions {
   lake::Lake* lake = nullptr;  // required by lake sources; not owned
   // Files to skip when unchanged (path as listed by the source -> state when loaded).
   std::map<std::string, FileState> skip_files;
+  // The committed watermark of an incremental run (as the lake stores it); a hub source whose
+  // watermark column is `labelled_at` asks the hub only for labels after it.
+  std::optional<std::string> watermark;
 };
 
 // Reads one source once. Not thread-safe.

@@ -1,9 +1,15 @@
 #include "pipeline/source.h"
 
+#include <arpa/inet.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <fstream>
+#include <mutex>
+#include <thread>
 
 #include "common/test_util.h"
 
@@ -261,6 +267,118 @@ TEST_F(SourceTest, HttpSourceThatCannotConnectFails) {
   EXPECT_THAT(status.message(), HasSubstr("127.0.0.1:1"));
   spec.schema.clear();
   EXPECT_THAT(OpenSource(spec, {}).status().message(), HasSubstr("needs a 'schema'"));
+}
+
+// Answers every request with `body` (HTTP/1.0, one request per connection) and records the
+// request heads. For the hub source's test; stops when destroyed.
+class TinyHttpServer {
+ public:
+  explicit TinyHttpServer(std::string body) : body_(std::move(body)) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+    ::listen(fd_, 8);
+    socklen_t len = sizeof(addr);
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] {
+      for (;;) {
+        const int client = ::accept(fd_, nullptr, nullptr);
+        if (client < 0) return;
+        std::string head;
+        char buffer[4096];
+        while (head.find("\r\n\r\n") == std::string::npos) {
+          const ssize_t n = ::read(client, buffer, sizeof(buffer));
+          if (n <= 0) break;
+          head.append(buffer, static_cast<size_t>(n));
+        }
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          requests_.push_back(head);
+        }
+        const std::string reply =
+            "HTTP/1.0 200 OK\r\nContent-Type: application/x-ndjson\r\nContent-Length: " +
+            std::to_string(body_.size()) + "\r\n\r\n" + body_;
+        (void)!::write(client, reply.data(), reply.size());
+        ::close(client);
+      }
+    });
+  }
+  ~TinyHttpServer() {
+    ::shutdown(fd_, SHUT_RDWR);
+    ::close(fd_);
+    thread_.join();
+  }
+  int port() const { return port_; }
+  std::vector<std::string> requests() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return requests_;
+  }
+
+ private:
+  std::string body_;
+  int fd_ = -1;
+  int port_ = 0;
+  std::thread thread_;
+  std::mutex mu_;
+  std::vector<std::string> requests_;
+};
+
+TEST_F(SourceTest, HubSourceReadsLabelledEventsWithTheTokenAfterTheWatermark) {
+  TinyHttpServer hub(
+      R"({"id":"e1","site":"s","ts":"2026-11-27T04:50:00Z","model":"m","label":"1",)"
+      R"("correct":null,"labelled_at":"2026-11-27T05:00:00.250Z","temp":71.5,"ok":true,)"
+      R"("mode":"auto","label_failure":1})"
+      "\n"
+      R"({"id":"e2","site":"s","ts":"2026-11-27T04:51:00Z","model":"m","label":"0",)"
+      R"("correct":true,"labelled_at":"2026-11-27T05:00:01Z","temp":3,"ok":false,"mode":7})"
+      "\n");
+  Write("hub.token", "elh_secret\n");
+  PipelineSpec spec = Spec(SourceSpec::Kind::kHub, "");
+  spec.source.url = "http://127.0.0.1:" + std::to_string(hub.port()) + "/";
+  spec.source.model = "machine failure";
+  spec.source.token_file = "hub.token";
+  spec.watermark = "labelled_at";
+  SourceOptions options;
+  options.watermark = "2026-11-27 05:00:00";
+  auto source = OpenSource(spec, options);
+  ASSERT_TRUE(source.ok()) << source.status();
+  const lake::Schema& schema = *(*source)->schema();
+  auto type_of = [&](const std::string& name) {
+    const int i = schema.IndexOf(name);
+    EXPECT_GE(i, 0) << name;
+    return i < 0 ? Type::kString : schema.fields[static_cast<size_t>(i)].type;
+  };
+  EXPECT_EQ(type_of("ts"), Type::kTimestamp);
+  EXPECT_EQ(type_of("labelled_at"), Type::kTimestamp);
+  EXPECT_EQ(type_of("correct"), Type::kBool);
+  EXPECT_EQ(type_of("temp"), Type::kDouble);
+  EXPECT_EQ(type_of("ok"), Type::kBool);
+  EXPECT_EQ(type_of("mode"), Type::kString);  // a string and a number: text
+  EXPECT_EQ(type_of("label_failure"), Type::kDouble);
+  CollectingSink sink;
+  ASSERT_TRUE((*source)->Run(&sink).ok());
+  ASSERT_EQ(sink.chunks.size(), 1u);
+  EXPECT_EQ(sink.chunks[0].batch.num_rows(), 2);
+  EXPECT_TRUE(sink.rejects.empty());
+  const auto requests = hub.requests();
+  ASSERT_EQ(requests.size(), 2u);  // the schema sample, then the read
+  for (const std::string& head : requests) {
+    EXPECT_THAT(head, HasSubstr("GET /api/v1/labelled?format=jsonl&model=machine%20failure"));
+    EXPECT_THAT(head, HasSubstr("&after=1795755600000"));  // the watermark, in ms
+    EXPECT_THAT(head, HasSubstr("Authorization: Bearer elh_secret\r\n"));
+  }
+
+  spec.source.token_file = "missing.token";
+  EXPECT_EQ(OpenSource(spec, options).status().code(), StatusCode::kNotFound);
+  spec.source.token_file.clear();
+  ::unsetenv("EDGELOOP_HUB_TOKEN");
+  EXPECT_THAT(OpenSource(spec, options).status().message(), HasSubstr("token_file"));
+  spec.source.url.clear();
+  ::unsetenv("EDGELOOP_HUB_URL");
+  EXPECT_THAT(OpenSource(spec, options).status().message(), HasSubstr("EDGELOOP_HUB_URL"));
 }
 
 }  // namespace

@@ -111,7 +111,7 @@ StatusOr<SourceSpec> ParseSource(const Context& c, const YAML::Node& node) {
   if (!node.IsMap()) return c.Error(node, "source must be a mapping with a 'type'");
   SourceSpec source;
   const YAML::Node type_node = node["type"];
-  if (!type_node) return c.Error(node, "source needs a 'type' (csv, jsonl, http or lake)");
+  if (!type_node) return c.Error(node, "source needs a 'type' (csv, jsonl, http, lake or hub)");
   ASSIGN_OR_RETURN(std::string type, c.String(type_node, "source type"));
   auto parse_csv_options = [&](const YAML::Node& n) -> Status {
     if (n["header"]) {
@@ -169,6 +169,38 @@ StatusOr<SourceSpec> ParseSource(const Context& c, const YAML::Node& node) {
       ASSIGN_OR_RETURN(source.timeout_ms, c.Int(node["timeout_ms"], "source timeout_ms"));
       if (source.timeout_ms <= 0) return c.Error(node["timeout_ms"], "timeout_ms must be > 0");
     }
+  } else if (type == "hub") {
+    source.kind = SourceSpec::Kind::kHub;
+    source.format = SourceSpec::Kind::kJsonLines;
+    RETURN_IF_ERROR(c.CheckKeys(
+        node, "source", {"type", "url", "token_file", "model", "site", "labelled", "timeout_ms"}));
+    if (node["labelled"]) {
+      ASSIGN_OR_RETURN(const bool labelled, c.Bool(node["labelled"], "source labelled"));
+      if (!labelled) {
+        return c.Error(node["labelled"],
+                       "a hub source reads labelled events only ('labelled: false' is not "
+                       "supported yet)");
+      }
+    }
+    if (!node["model"]) return c.Error(node, "a hub source needs a 'model'");
+    ASSIGN_OR_RETURN(source.model, c.String(node["model"], "source model"));
+    if (source.model.empty()) return c.Error(node["model"], "source model must not be empty");
+    if (node["url"]) {
+      ASSIGN_OR_RETURN(source.url, c.String(node["url"], "source url"));
+      if (source.url.rfind("http://", 0) != 0 && source.url.rfind("https://", 0) != 0) {
+        return c.Error(node["url"], "source url must start with http:// or https://");
+      }
+    }
+    if (node["token_file"]) {
+      ASSIGN_OR_RETURN(source.token_file, c.String(node["token_file"], "source token_file"));
+    }
+    if (node["site"]) {
+      ASSIGN_OR_RETURN(source.site, c.String(node["site"], "source site"));
+    }
+    if (node["timeout_ms"]) {
+      ASSIGN_OR_RETURN(source.timeout_ms, c.Int(node["timeout_ms"], "source timeout_ms"));
+      if (source.timeout_ms <= 0) return c.Error(node["timeout_ms"], "timeout_ms must be > 0");
+    }
   } else if (type == "lake") {
     source.kind = SourceSpec::Kind::kLake;
     RETURN_IF_ERROR(c.CheckKeys(node, "source", {"type", "table", "snapshot"}));
@@ -179,7 +211,7 @@ StatusOr<SourceSpec> ParseSource(const Context& c, const YAML::Node& node) {
       source.snapshot = snapshot;
     }
   } else {
-    return c.Error(type_node, "unknown source type '" + type + "' (csv, jsonl, http or lake)");
+    return c.Error(type_node, "unknown source type '" + type + "' (csv, jsonl, http, lake or hub)");
   }
   return source;
 }

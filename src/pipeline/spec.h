@@ -32,12 +32,13 @@
 namespace edgeloop::pipeline {
 
 struct SourceSpec {
-  enum class Kind { kCsv, kJsonLines, kHttp, kLake };
+  enum class Kind { kCsv, kJsonLines, kHttp, kLake, kHub };
   Kind kind = Kind::kCsv;
   // kCsv, kJsonLines: a file, a folder (every regular file in it, by name) or a glob pattern;
   // relative paths are relative to the spec file's folder.
   std::string path;
-  // kHttp: an http:// or https:// URL and the format of its body.
+  // kHttp: an http:// or https:// URL and the format of its body. kHub: the hub's base URL
+  // (default $EDGELOOP_HUB_URL).
   std::string url;
   Kind format = Kind::kCsv;  // kCsv or kJsonLines
   int64_t timeout_ms = 60'000;
@@ -48,6 +49,11 @@ struct SourceSpec {
   // kLake: another table of the same lake, at a snapshot (latest when unset).
   std::string table;
   std::optional<int64_t> snapshot;
+  // kHub: labelled events of `model` (and `site`, when set) from the hub's query API, read with
+  // the token in `token_file` (default $EDGELOOP_HUB_TOKEN).
+  std::string model;
+  std::string site;
+  std::string token_file;
 };
 
 struct StepSpec {

@@ -85,6 +85,31 @@ TEST(SpecTest, OtherSources) {
   EXPECT_EQ(lake->target.rejected_table, "bad");
 }
 
+TEST(SpecTest, HubSource) {
+  auto hub = Parse(
+      "name: a\nsource: {type: hub, url: 'http://127.0.0.1:8300', token_file: t.token, "
+      "model: machine-failure, site: plant-1, labelled: true}\n"
+      "target: {table: t}\nincremental: {watermark: labelled_at}\n");
+  ASSERT_TRUE(hub.ok()) << hub.status();
+  EXPECT_EQ(hub->source.kind, SourceSpec::Kind::kHub);
+  EXPECT_EQ(hub->source.model, "machine-failure");
+  EXPECT_EQ(hub->source.site, "plant-1");
+  EXPECT_EQ(hub->source.token_file, "t.token");
+  EXPECT_EQ(hub->source.url, "http://127.0.0.1:8300");
+  auto from_env = Parse("name: a\nsource: {type: hub, model: m}\ntarget: {table: t}\n");
+  ASSERT_TRUE(from_env.ok()) << from_env.status();
+  EXPECT_TRUE(from_env->source.url.empty());
+  EXPECT_THAT(Error("name: a\nsource: {type: hub}\ntarget: {table: t}\n"),
+              HasSubstr("a hub source needs a 'model'"));
+  EXPECT_THAT(Error("name: a\nsource: {type: hub, model: m, url: 'ftp://x'}\ntarget: {table: t}\n"),
+              HasSubstr("must start with http://"));
+  EXPECT_THAT(
+      Error("name: a\nsource: {type: hub, model: m, labelled: false}\ntarget: {table: t}\n"),
+      HasSubstr("labelled events only"));
+  EXPECT_THAT(Error("name: a\nsource: {type: hub, model: m, path: x}\ntarget: {table: t}\n"),
+              HasSubstr("unknown key 'path' in source"));
+}
+
 TEST(SpecTest, UnknownKeysAreNamedWithTheirLine) {
   EXPECT_EQ(Error("name: a\nsource: {type: csv, path: x}\ntarget: {table: t}\nstepz: []\n"),
             "spec.yaml: line 4: unknown key 'stepz' in the spec (known: name, source, schema, "
