@@ -161,18 +161,23 @@ void Worker::ProcessBatch(std::vector<queue::Lease>& leases) {
   Context context;
   context.clock = options_.clock;
   context.cancelled = &cancelled_;
+  // Records handed back without spending an attempt: the stage could not run at all (its
+  // destination or policy unavailable, or the drain cancelled the batch).
+  std::vector<bool> release(leases.size(), false);
   for (const auto& function : options_.chain) {
     const Status status = function->Run(records, results, context);
     if (status.ok()) continue;
     const bool unavailable = status.code() == StatusCode::kUnavailable;
     const bool cancelled = status.code() == StatusCode::kCancelled;
-    for (Result& result : results) {
+    for (size_t i = 0; i < results.size(); ++i) {
+      Result& result = results[i];
       if (result.disposition == Disposition::kContinue ||
           (unavailable && result.disposition == Disposition::kRetry)) {
         // Handed back at once: the hold-back paces the retries, not the queue's backoff.
         result = {
             Disposition::kRetry, function->name() + ": " + status.message(),
             unavailable || cancelled ? std::optional(std::chrono::milliseconds(0)) : std::nullopt};
+        release[i] = unavailable || cancelled;
       }
     }
     if (unavailable) HoldBack(status);
@@ -194,6 +199,18 @@ void Worker::ProcessBatch(std::vector<queue::Lease>& leases) {
     const Result& result = results[i];
     if (result.disposition == Disposition::kContinue || result.disposition == Disposition::kDone) {
       to_ack.push_back(leases[i]);
+      continue;
+    }
+    if (release[i]) {
+      const Status released = options_.queue->Release(leases[i]);
+      if (queue::IsStaleLease(released)) {
+        if (stale_) stale_->Increment();
+      } else if (!released.ok()) {
+        log::Warn("release failed; the lease will expire instead",
+                  {{"id", leases[i].event.id}, {"error", released}});
+      } else if (retried_) {
+        retried_->Increment();
+      }
       continue;
     }
     auto outcome = options_.queue->Nack(

@@ -8,12 +8,12 @@
 // Store-and-forward: when a stage reports kUnavailable (the destination is down, the policy
 // does not load), the worker hands the batch back and holds back: it leases nothing, and probes
 // every stage (Function::Probe) after a delay that doubles from probe_initial to probe_max,
-// resuming as soon as all probes pass. The data waits in the queue, so an outage costs at most
-// one delivery attempt for the batches in flight when it began.
+// resuming as soon as all probes pass. The data waits in the queue, and the batches in flight
+// when the outage began are released (Queue::Release), so an outage costs no delivery attempts.
 //
 // Drain (SIGTERM): Drain() stops leasing, lets batches in flight finish until the timeout, then
-// cancels them (functions stop their subprocess or request), hands their events back, and
-// returns. Thread-safe.
+// cancels them (functions stop their subprocess or request), releases their events (no attempt
+// spent), and returns. Thread-safe.
 #ifndef EDGELOOP_FUNCTIONS_WORKER_H_
 #define EDGELOOP_FUNCTIONS_WORKER_H_
 

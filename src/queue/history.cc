@@ -14,7 +14,7 @@ std::string EncodeHistory(const std::vector<Attempt>& history) {
 
 std::vector<Attempt> DecodeHistory(std::string_view json) {
   std::vector<Attempt> history;
-  if (json.empty()) return history;
+  if (json.empty() || json == "[]") return history;  // most events never failed
   nlohmann::json parsed = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
   if (!parsed.is_array()) return history;
   for (const nlohmann::json& item : parsed) {

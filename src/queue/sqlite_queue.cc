@@ -16,6 +16,10 @@ namespace {
 
 constexpr int64_t kSchemaVersion = 1;
 
+// WAL pages after which the checkpointer copies the WAL into the database (SQLite's own default
+// for its automatic checkpoints).
+constexpr int kCheckpointPages = 1000;
+
 // Row states.
 constexpr int kReady = 0;
 constexpr int kLeased = 1;
@@ -175,6 +179,15 @@ class SqliteQueue::Db {
     return Status::Ok();
   }
 
+  // A second connection that only runs checkpoints.
+  Status OpenForCheckpoints(const std::string& path) {
+    const int rc =
+        sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
+    if (rc != SQLITE_OK) return SqliteError(db_, rc, "open " + path);
+    sqlite3_busy_timeout(db_, 10'000);
+    return Exec("PRAGMA synchronous=FULL");
+  }
+
   Status Exec(const char* sql) {
     char* error = nullptr;
     const int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &error);
@@ -212,6 +225,9 @@ class SqliteQueue::Db {
   std::map<const char*, std::unique_ptr<Stmt>> statements_;
 };
 
+// Called by SQLite after each commit of the writer's connection, with the WAL's size in pages.
+int WalHook(void* arg, sqlite3* db, const char* name, int pages);
+
 StatusOr<std::unique_ptr<Queue>> SqliteQueue::Open(const std::string& dir,
                                                    const QueueOptions& options) {
   namespace fs = std::filesystem;
@@ -226,7 +242,13 @@ StatusOr<std::unique_ptr<Queue>> SqliteQueue::Open(const std::string& dir,
   }
   auto db = std::make_unique<Db>();
   RETURN_IF_ERROR(db->Open(db_path.string(), options.read_only));
-  std::unique_ptr<SqliteQueue> queue(new SqliteQueue(dir, options, std::move(db)));
+  std::unique_ptr<Db> checkpoint_db;
+  if (!options.read_only) {
+    checkpoint_db = std::make_unique<Db>();
+    RETURN_IF_ERROR(checkpoint_db->OpenForCheckpoints(db_path.string()));
+  }
+  std::unique_ptr<SqliteQueue> queue(
+      new SqliteQueue(dir, options, std::move(db), std::move(checkpoint_db)));
   // Check the schema and initialise queue time from what was persisted.
   const Status run_status = queue->Run([q = queue.get()]() -> Status {
     ASSIGN_OR_RETURN(Stmt * stmt, q->db_->Get("SELECT v FROM meta WHERE k = 'schema'"));
@@ -245,12 +267,22 @@ StatusOr<std::unique_ptr<Queue>> SqliteQueue::Open(const std::string& dir,
   return std::unique_ptr<Queue>(std::move(queue));
 }
 
-SqliteQueue::SqliteQueue(std::string dir, const QueueOptions& options, std::unique_ptr<Db> db)
-    : dir_(std::move(dir)), options_(options), db_(std::move(db)) {
+SqliteQueue::SqliteQueue(std::string dir, const QueueOptions& options, std::unique_ptr<Db> db,
+                         std::unique_ptr<Db> checkpoint_db)
+    : dir_(std::move(dir)),
+      options_(options),
+      db_(std::move(db)),
+      checkpoint_db_(std::move(checkpoint_db)) {
   qt_steady_base_ = options_.clock->Now();
   std::random_device device;
   rng_.seed((static_cast<uint64_t>(device()) << 32) | device());
-  if (!options_.read_only) writer_ = std::thread([this] { WriterLoop(); });
+  if (!options_.read_only) {
+    // The writer no longer checkpoints itself (that would stall its commits on the database's
+    // fsync); its WAL hook wakes the checkpointer instead.
+    sqlite3_wal_hook(db_->raw(), WalHook, this);
+    checkpointer_ = std::thread([this] { CheckpointLoop(); });
+    writer_ = std::thread([this] { WriterLoop(); });
+  }
 }
 
 SqliteQueue::~SqliteQueue() {
@@ -260,6 +292,13 @@ SqliteQueue::~SqliteQueue() {
   }
   work_cv_.notify_all();
   if (writer_.joinable()) writer_.join();
+  {
+    std::lock_guard<std::mutex> lock(checkpoint_mu_);
+    checkpoint_stop_ = true;
+  }
+  checkpoint_cv_.notify_all();
+  if (checkpointer_.joinable()) checkpointer_.join();
+  if (!options_.read_only) sqlite3_wal_hook(db_->raw(), nullptr, nullptr);
 }
 
 std::string SqliteQueue::Describe() const {
@@ -278,27 +317,31 @@ double SqliteQueue::Uniform01() {
   return std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
 }
 
-Status SqliteQueue::Run(std::function<Status()> body, bool durable) {
-  Op op;
-  op.body = std::move(body);
-  op.durable = durable;
+Status SqliteQueue::Run(std::function<Status()> body, bool durable, bool isolated) {
+  auto op = std::make_shared<Op>();
+  op->body = std::move(body);
+  op->durable = durable;
+  op->isolated = isolated;
   if (options_.read_only) {
     std::lock_guard<std::mutex> lock(run_mu_);
-    std::deque<Op*> batch{&op};
+    std::deque<OpPtr> batch{op};
     RETURN_IF_ERROR(RunBatch(batch));
-    return op.status;
+    return op->status;
   }
-  std::unique_lock<std::mutex> lock(mu_);
-  if (stop_) return CancelledError("queue is closing");
-  pending_.push_back(&op);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stop_) return CancelledError("queue is closing");
+    pending_.push_back(op);
+  }
   work_cv_.notify_one();
-  op.done_cv.wait(lock, [&] { return op.done; });
-  return op.status;
+  std::unique_lock<std::mutex> lock(op->mu);
+  op->done_cv.wait(lock, [&] { return op->done; });
+  return op->status;
 }
 
 void SqliteQueue::WriterLoop() {
   while (true) {
-    std::deque<Op*> batch;
+    std::deque<OpPtr> batch;
     {
       std::unique_lock<std::mutex> lock(mu_);
       work_cv_.wait(lock, [&] { return stop_ || !pending_.empty(); });
@@ -306,23 +349,55 @@ void SqliteQueue::WriterLoop() {
       batch.swap(pending_);
     }
     const Status status = RunBatch(batch);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      for (Op* op : batch) {
+    // Each caller waits on its own op, so a commit wakes exactly its callers and nobody
+    // contends for mu_ on the way out. The writer's reference keeps the op alive until the
+    // signal is sent.
+    for (const OpPtr& op : batch) {
+      {
+        std::lock_guard<std::mutex> lock(op->mu);
         if (!status.ok() && op->status.ok()) op->status = status;
         op->done = true;
-        // Each caller has its own condition variable, so a commit wakes only its own callers.
-        op->done_cv.notify_one();
       }
+      op->done_cv.notify_one();
     }
   }
 }
 
-Status SqliteQueue::RunBatch(std::deque<Op*>& batch) {
+int WalHook(void* arg, sqlite3*, const char*, int pages) {
+  auto* queue = static_cast<SqliteQueue*>(arg);
+  bool wake = false;
+  {
+    std::lock_guard<std::mutex> lock(queue->checkpoint_mu_);
+    queue->wal_pages_ = pages;
+    wake = pages >= kCheckpointPages;
+  }
+  if (wake) queue->checkpoint_cv_.notify_one();
+  return SQLITE_OK;
+}
+
+void SqliteQueue::CheckpointLoop() {
+  while (true) {
+    {
+      std::unique_lock<std::mutex> lock(checkpoint_mu_);
+      checkpoint_cv_.wait(lock, [&] { return checkpoint_stop_ || wal_pages_ >= kCheckpointPages; });
+      if (checkpoint_stop_) return;
+      wal_pages_ = 0;
+    }
+    // PASSIVE: copies what it can without blocking the writer; the next commit after a complete
+    // copy starts the WAL over. A failure (busy, I/O) is retried at the next trigger.
+    const int rc = sqlite3_wal_checkpoint_v2(checkpoint_db_->raw(), nullptr,
+                                             SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+      log::Warn("queue checkpoint failed", {{"queue", dir_}, {"error", sqlite3_errstr(rc)}});
+    }
+  }
+}
+
+Status SqliteQueue::RunBatch(std::deque<OpPtr>& batch) {
   const bool read_only = options_.read_only;
   if (!read_only) {
     bool durable = false;
-    for (const Op* op : batch) durable = durable || op->durable;
+    for (const OpPtr& op : batch) durable = durable || op->durable;
     if (durable != synchronous_full_) {
       RETURN_IF_ERROR(db_->Exec(durable ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL"));
       synchronous_full_ = durable;
@@ -332,9 +407,13 @@ Status SqliteQueue::RunBatch(std::deque<Op*>& batch) {
   Status status = LoadMeta();
   if (status.ok()) {
     const uint64_t epoch_before = meta_.appended;
-    for (Op* op : batch) {
-      if (read_only) {
+    for (const OpPtr& op : batch) {
+      if (read_only || !op->isolated) {
         op->status = op->body();
+        if (!read_only && !op->status.ok()) {
+          status = op->status;  // the transaction is in an unknown state: fail it whole
+          break;
+        }
         continue;
       }
       const Meta saved = meta_;
@@ -430,73 +509,75 @@ StatusOr<AppendResult> SqliteQueue::Append(std::vector<Event> events) {
   }
   if (events.empty()) return result;
   const int64_t wall_ms = WallMs();
-  const Status run_status = Run([&]() -> Status {
-    result.rejected.clear();
-    ASSIGN_OR_RETURN(
-        Stmt * insert,
-        db_->Get("INSERT INTO events(id, type, priority, bytes, enq_qt, enq_wall, state, "
-                 "visible_at, attempts, fence, consumer, history, dead_reason) "
-                 "VALUES (?1, ?2, ?3, ?5, ?6, ?7, 0, 0, 0, 0, '', '[]', '')"));
-    ASSIGN_OR_RETURN(Stmt * insert_payload,
-                     db_->Get("INSERT INTO payloads(seq, payload) VALUES (?1, ?2)"));
-    std::map<std::string, int64_t> drops;
-    const int64_t max = options_.max_bytes;
-    const auto high = static_cast<int64_t>(static_cast<double>(max) * options_.high_watermark);
-    const auto low = static_cast<int64_t>(static_cast<double>(max) * options_.low_watermark);
-    for (const Event& event : events) {
-      const int64_t need = event.StoredBytes();
-      if (max > 0 && need > max) {
-        result.rejected.push_back(event.id);
-        ++drops["rejected:" + event.type];
-        continue;
-      }
-      if (max > 0 && meta_.bytes + need > high) {
-        // Drop lowest priority first, oldest first, never above the incoming event's priority.
-        ASSIGN_OR_RETURN(Stmt * pick, db_->Get("SELECT seq, bytes, type FROM events "
-                                               "WHERE priority <= ?1 ORDER BY priority, seq "
-                                               "LIMIT 256"));
-        ASSIGN_OR_RETURN(Stmt * drop, db_->Get("DELETE FROM events WHERE seq = ?1"));
-        ASSIGN_OR_RETURN(Stmt * drop_payload, db_->Get("DELETE FROM payloads WHERE seq = ?1"));
-        bool exhausted = false;
-        while (meta_.bytes + need > low && !exhausted) {
-          std::vector<std::tuple<int64_t, int64_t, std::string>> victims;
-          pick->Bind(1, event.priority);
-          while (true) {
-            ASSIGN_OR_RETURN(bool row, pick->Step());
-            if (!row) break;
-            victims.emplace_back(pick->Int(0), pick->Int(1), pick->Text(2));
+  const Status run_status = Run(
+      [&]() -> Status {
+        result.rejected.clear();
+        ASSIGN_OR_RETURN(
+            Stmt * insert,
+            db_->Get("INSERT INTO events(id, type, priority, bytes, enq_qt, enq_wall, state, "
+                     "visible_at, attempts, fence, consumer, history, dead_reason) "
+                     "VALUES (?1, ?2, ?3, ?5, ?6, ?7, 0, 0, 0, 0, '', '[]', '')"));
+        ASSIGN_OR_RETURN(Stmt * insert_payload,
+                         db_->Get("INSERT INTO payloads(seq, payload) VALUES (?1, ?2)"));
+        std::map<std::string, int64_t> drops;
+        const int64_t max = options_.max_bytes;
+        const auto high = static_cast<int64_t>(static_cast<double>(max) * options_.high_watermark);
+        const auto low = static_cast<int64_t>(static_cast<double>(max) * options_.low_watermark);
+        for (const Event& event : events) {
+          const int64_t need = event.StoredBytes();
+          if (max > 0 && need > max) {
+            result.rejected.push_back(event.id);
+            ++drops["rejected:" + event.type];
+            continue;
           }
-          exhausted = victims.size() < 256;
-          for (const auto& [seq, bytes, type] : victims) {
-            if (meta_.bytes + need <= low) break;
-            RETURN_IF_ERROR(drop->Bind(1, seq).Exec());
-            RETURN_IF_ERROR(drop_payload->Bind(1, seq).Exec());
-            meta_.bytes -= bytes;
-            ++drops["quota:" + type];
+          if (max > 0 && meta_.bytes + need > high) {
+            // Drop lowest priority first, oldest first, never above the incoming event's priority.
+            ASSIGN_OR_RETURN(Stmt * pick, db_->Get("SELECT seq, bytes, type FROM events "
+                                                   "WHERE priority <= ?1 ORDER BY priority, seq "
+                                                   "LIMIT 256"));
+            ASSIGN_OR_RETURN(Stmt * drop, db_->Get("DELETE FROM events WHERE seq = ?1"));
+            ASSIGN_OR_RETURN(Stmt * drop_payload, db_->Get("DELETE FROM payloads WHERE seq = ?1"));
+            bool exhausted = false;
+            while (meta_.bytes + need > low && !exhausted) {
+              std::vector<std::tuple<int64_t, int64_t, std::string>> victims;
+              pick->Bind(1, event.priority);
+              while (true) {
+                ASSIGN_OR_RETURN(bool row, pick->Step());
+                if (!row) break;
+                victims.emplace_back(pick->Int(0), pick->Int(1), pick->Text(2));
+              }
+              exhausted = victims.size() < 256;
+              for (const auto& [seq, bytes, type] : victims) {
+                if (meta_.bytes + need <= low) break;
+                RETURN_IF_ERROR(drop->Bind(1, seq).Exec());
+                RETURN_IF_ERROR(drop_payload->Bind(1, seq).Exec());
+                meta_.bytes -= bytes;
+                ++drops["quota:" + type];
+              }
+              if (victims.empty()) exhausted = true;
+            }
+            if (meta_.bytes + need > max) {
+              result.rejected.push_back(event.id);
+              ++drops["rejected:" + event.type];
+              continue;
+            }
           }
-          if (victims.empty()) exhausted = true;
+          insert->BindText(1, event.id)
+              .BindText(2, event.type)
+              .Bind(3, event.priority)
+              .Bind(5, need)
+              .Bind(6, meta_.qtime_ms)
+              .Bind(7, wall_ms);
+          RETURN_IF_ERROR(insert->Exec());
+          RETURN_IF_ERROR(insert_payload->Bind(1, sqlite3_last_insert_rowid(db_->raw()))
+                              .BindBlobStatic(2, event.payload)
+                              .Exec());
+          meta_.bytes += need;
+          ++meta_.appended;
         }
-        if (meta_.bytes + need > max) {
-          result.rejected.push_back(event.id);
-          ++drops["rejected:" + event.type];
-          continue;
-        }
-      }
-      insert->BindText(1, event.id)
-          .BindText(2, event.type)
-          .Bind(3, event.priority)
-          .Bind(5, need)
-          .Bind(6, meta_.qtime_ms)
-          .Bind(7, wall_ms);
-      RETURN_IF_ERROR(insert->Exec());
-      RETURN_IF_ERROR(insert_payload->Bind(1, sqlite3_last_insert_rowid(db_->raw()))
-                          .BindBlobStatic(2, event.payload)
-                          .Exec());
-      meta_.bytes += need;
-      ++meta_.appended;
-    }
-    return AddDrops(drops);
-  });
+        return AddDrops(drops);
+      },
+      /*durable=*/true, /*isolated=*/false);
   RETURN_IF_ERROR(run_status);
   if (!result.rejected.empty()) {
     log::Warn("queue full: events rejected", {{"queue", dir_}, {"count", result.rejected.size()}});

@@ -16,6 +16,7 @@
 #ifndef EDGELOOP_QUEUE_SQLITE_QUEUE_H_
 #define EDGELOOP_QUEUE_SQLITE_QUEUE_H_
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -64,24 +65,35 @@ class SqliteQueue final : public Queue {
     int64_t acked = 0;
     int64_t dead = 0;
   };
+  // One operation waiting for the writer. Shared by the caller and the writer, so that the
+  // writer can still signal `done` after the caller has seen it and returned.
   struct Op {
     std::function<Status()> body;
-    bool durable = true;  // must be fsynced before the caller hears back
-    Status status;
-    bool done = false;                // GUARDED_BY(mu_)
-    std::condition_variable done_cv;  // signalled (under mu_) when done
+    bool durable = true;       // must be fsynced before the caller hears back
+    bool isolated = true;      // runs in its own savepoint (it may fail alone)
+    Status status;  // written by the writer before `done`
+    std::mutex mu;  // only the caller and the writer take it: no contention across callers
+    std::condition_variable done_cv;
+    bool done = false;  // GUARDED_BY(mu)
   };
+  using OpPtr = std::shared_ptr<Op>;
 
-  SqliteQueue(std::string dir, const QueueOptions& options, std::unique_ptr<Db> db);
+  SqliteQueue(std::string dir, const QueueOptions& options, std::unique_ptr<Db> db,
+              std::unique_ptr<Db> checkpoint_db);
 
   // Runs `body` inside a transaction (on the writer thread, or inline when read-only) and returns
   // its status, or the commit's failure. A transaction holding any durable op commits with
   // synchronous=FULL (fsync); one with only non-durable ops (leases, acks, nacks, reads) commits
   // with synchronous=NORMAL: it survives a process crash, and a power loss can undo it, which
   // only means a redelivery.
-  Status Run(std::function<Status()> body, bool durable = true);
+  // Appends pass isolated=false: they fail only when the store does, and then the whole
+  // transaction fails, so they need no savepoint of their own.
+  Status Run(std::function<Status()> body, bool durable = true, bool isolated = true);
   void WriterLoop();
-  Status RunBatch(std::deque<Op*>& batch);
+  Status RunBatch(std::deque<OpPtr>& batch);
+  // Copies the WAL into the database on its own connection, off the writer's path, whenever the
+  // writer's commits have left enough pages in the WAL (see wal_pages_).
+  void CheckpointLoop();
   Status LoadMeta();
   Status SaveMeta();
   int64_t WallMs() const;
@@ -109,10 +121,19 @@ class SqliteQueue final : public Queue {
   std::mutex mu_;
   std::condition_variable work_cv_;     // the writer waits for ops
   std::condition_variable visible_cv_;  // Lease(wait) waits for new visible events
-  std::deque<Op*> pending_;             // GUARDED_BY(mu_)
+  std::deque<OpPtr> pending_;           // GUARDED_BY(mu_)
   bool stop_ = false;                   // GUARDED_BY(mu_)
   uint64_t visible_epoch_ = 0;          // GUARDED_BY(mu_); bumped when events become ready
   std::thread writer_;
+
+  // Background checkpoints (not when read-only).
+  std::unique_ptr<Db> checkpoint_db_;
+  std::mutex checkpoint_mu_;
+  std::condition_variable checkpoint_cv_;
+  int wal_pages_ = 0;             // GUARDED_BY(checkpoint_mu_); from the writer's WAL hook
+  bool checkpoint_stop_ = false;  // GUARDED_BY(checkpoint_mu_)
+  std::thread checkpointer_;
+  friend int WalHook(void*, sqlite3*, const char*, int);
 };
 
 }  // namespace edgeloop::queue
