@@ -6,6 +6,7 @@
 #include "cli/commands.h"
 #include "common/logging.h"
 #include "serving/serve.h"
+#include "webapp/web_app.h"
 
 namespace edgeloop::cli {
 namespace {
@@ -121,6 +122,17 @@ Command AddServeCommand(CLI::App& root) {
                   "Events held in memory while the queue is slow or unreachable")
       ->capture_default_str()
       ->check(CLI::Range(size_t{1}, size_t{10'000'000}));
+  auto web = std::make_shared<webapp::WebAppOptions>();
+  auto web_users = std::make_shared<std::string>();
+  auto no_web_app = std::make_shared<bool>(false);
+  app->add_option("--web-users", *web_users,
+                  "Users file of the web app at /ui/ (`edgeloop webapp users add`); without it "
+                  "the app runs in dev mode on loopback and takes only the API token otherwise")
+      ->check(CLI::ExistingFile);
+  app->add_option("--uplink-status-url", web->uplink_status_url,
+                  "The worker's metrics URL (http://127.0.0.1:PORT/metrics), for the uplink "
+                  "state in the web app's operator view");
+  app->add_flag("--no-web-app", *no_web_app, "Serve only the OIP API, not the web app at /ui/");
   app->add_option("--drain-timeout-ms", *drain_ms,
                   "On SIGTERM, how long in-flight requests may take to finish")
       ->capture_default_str()
@@ -146,6 +158,10 @@ Command AddServeCommand(CLI::App& root) {
                 return 2;
               }
               options->api_token = std::move(*token);
+            }
+            if (!*no_web_app) {
+              web->users_file = *web_users;
+              options->web_app = webapp::MakeWebAppFactory(*web);
             }
             const Status status = serving::RunServe(*options);
             if (!status.ok()) {

@@ -98,7 +98,21 @@ Status RunServe(const ServeOptions& options) {
   }
   OipHandler handler(manager.get(), &registry, Clock::Real(), &draining, std::move(control),
                      deployer.get(), insights.get());
-  server->Start(&handler);
+  std::unique_ptr<http::Handler> web_app;
+  if (options.web_app) {
+    WebAppContext context;
+    context.manager = manager.get();
+    context.registry = &registry;
+    context.api = &handler;
+    context.deployer = deployer.get();
+    context.insights = insights.get();
+    context.loopback_only = server->listens_on_loopback_only();
+    context.api_token = options.api_token;
+    context.queue_url = options.insights.queue_url;
+    context.anomaly_threshold = options.insights.threshold;
+    ASSIGN_OR_RETURN(web_app, options.web_app(context));
+  }
+  server->Start(web_app ? web_app.get() : static_cast<http::Handler*>(&handler));
   log::Info("listening", {{"address", server->address()},
                           {"port", static_cast<int>(server->port())},
                           {"threads", server->threads()},

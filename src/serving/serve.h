@@ -4,6 +4,9 @@
 #define EDGELOOP_SERVING_SERVE_H_
 
 #include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
 #include <string>
 
 #include "common/status.h"
@@ -11,6 +14,25 @@
 #include "serving/insight_emitter.h"
 
 namespace edgeloop::serving {
+
+class ModelManager;
+class Deployer;
+
+// What a web application in front of the OIP API (src/webapp) gets from RunServe. Every pointer
+// outlives the web app's handler; `deployer` and `insights` may be null.
+struct WebAppContext {
+  ModelManager* manager = nullptr;
+  metrics::Registry* registry = nullptr;
+  http::Handler* api = nullptr;  // the OIP handler: every request the web app does not route
+  const Deployer* deployer = nullptr;
+  InsightEmitter* insights = nullptr;
+  bool loopback_only = false;
+  std::string api_token;
+  std::string queue_url;
+  std::optional<double> anomaly_threshold;
+};
+using WebAppFactory =
+    std::function<StatusOr<std::unique_ptr<http::Handler>>(const WebAppContext& context)>;
 
 struct ServeOptions {
   // The model repository. May be empty with a deployment: then <cache_dir>/repository.
@@ -29,6 +51,9 @@ struct ServeOptions {
   // Insight events (insight_emitter.h): on when insights.queue_url is set. The emitter's clock
   // and metrics are filled in by RunServe.
   InsightOptions insights;
+  // When set, the web app it builds answers every request and hands the OIP API's to `api`
+  // (a factory, so that serving does not depend on the web app).
+  WebAppFactory web_app;
 };
 
 // Loads the repository's models, serves until SIGTERM/SIGINT, then drains. With a deployment,
