@@ -122,6 +122,34 @@ Command AddServeCommand(CLI::App& root) {
                   "Events held in memory while the queue is slow or unreachable")
       ->capture_default_str()
       ->check(CLI::Range(size_t{1}, size_t{10'000'000}));
+  serving::DriftSettings& drift = options->drift;
+  auto drift_window_s = std::make_shared<double>(0);
+  auto drift_event_interval_s = std::make_shared<double>(600);
+  app->add_option("--drift-window-rows", drift.window_rows,
+                  "Drift monitoring: the latest rows compared with the model card's reference "
+                  "(0: off)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, serving::kMaxDriftWindowRows));
+  app->add_option("--drift-window-s", *drift_window_s,
+                  "Drift monitoring: rows older than this leave the window too (0: by count only)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 31'536'000.0));
+  app->add_option("--drift-min-rows", drift.min_rows,
+                  "Drift monitoring: fewer rows in the window are never drifted")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1'000'000'000}));
+  app->add_option("--drift-psi-threshold", drift.psi_threshold,
+                  "A feature drifted when its PSI exceeds this")
+      ->capture_default_str()
+      ->check(CLI::Range(1e-9, 1e9));
+  app->add_option("--drift-ks-threshold", drift.ks_threshold,
+                  "... or when its KS distance exceeds this")
+      ->capture_default_str()
+      ->check(CLI::Range(1e-9, 1.0));
+  app->add_option("--drift-event-interval-s", *drift_event_interval_s,
+                  "At most one drift event per model per this many seconds (with --queue)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 31'536'000.0));
   auto web = std::make_shared<webapp::WebAppOptions>();
   auto web_users = std::make_shared<std::string>();
   auto no_web_app = std::make_shared<bool>(false);
@@ -151,6 +179,10 @@ Command AddServeCommand(CLI::App& root) {
             options->http.body_timeout = std::chrono::milliseconds(*body_ms);
             options->http.idle_timeout = std::chrono::milliseconds(*idle_ms);
             if (*threshold >= 0) options->insights.threshold = *threshold;
+            options->drift.window =
+                std::chrono::milliseconds(static_cast<int64_t>(*drift_window_s * 1000 + 0.5));
+            options->drift.event_interval = std::chrono::milliseconds(
+                static_cast<int64_t>(*drift_event_interval_s * 1000 + 0.5));
             if (!token_file->empty()) {
               auto token = ReadToken(*token_file);
               if (!token.ok()) {

@@ -12,6 +12,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <sstream>
 
 #include "common/logging.h"
 #include "registry/file_util.h"
@@ -34,6 +35,7 @@ constexpr int64_t kMaxDeploymentBytes = 1 << 20;
 constexpr int64_t kMaxStateBytes = 16 << 20;
 constexpr int64_t kMaxPasswordBytes = 64 << 10;
 constexpr int kMaxKeepVersions = 1000;
+constexpr size_t kMaxHistory = 20;
 
 // ---------------------------------------------------------------------------------------------
 // The deployment file.
@@ -128,9 +130,144 @@ Status ParseRegistrySection(const YAML::Node& node, const fs::path& base_dir,
   return Status::Ok();
 }
 
+std::string FormatNumber(double value) {
+  std::ostringstream out;
+  out << value;
+  return out.str();
+}
+
+StatusOr<double> Number(const YAML::Node& node, const std::string& where, double min, double max) {
+  double value = 0;
+  if (!node.IsScalar() || !YAML::convert<double>::decode(node, value) || !(value >= min) ||
+      !(value <= max)) {
+    return InvalidArgumentError(where + " must be a number from " + FormatNumber(min) + " to " +
+                                FormatNumber(max));
+  }
+  return value;
+}
+
+std::chrono::milliseconds Milliseconds(double seconds) {
+  return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000 + 0.5));
+}
+
+StatusOr<RolloutPolicy> ParseRollout(const YAML::Node& node, const std::string& where) {
+  RolloutPolicy policy;
+  policy.mode = RolloutMode::kCanary;  // a `rollout:` section asks for a trial
+  if (node.IsNull()) return policy;
+  RETURN_IF_ERROR(CheckKeys(node,
+                            {"mode", "share", "route_key", "period_s", "min_requests",
+                             "max_period_s", "on_timeout", "limits"},
+                            where));
+  if (node["mode"]) {
+    ASSIGN_OR_RETURN(std::string mode, NonEmptyString(node["mode"], where + ".mode"));
+    if (mode == "canary") {
+      policy.mode = RolloutMode::kCanary;
+    } else if (mode == "shadow") {
+      policy.mode = RolloutMode::kShadow;
+    } else if (mode == "immediate") {
+      policy.mode = RolloutMode::kImmediate;
+    } else {
+      return InvalidArgumentError(where + ".mode must be canary, shadow or immediate, not '" +
+                                  mode + "'");
+    }
+  }
+  if (node["share"]) {
+    ASSIGN_OR_RETURN(policy.share, Number(node["share"], where + ".share", 0, 1));
+  }
+  if (node["route_key"]) {
+    ASSIGN_OR_RETURN(policy.route_key, NonEmptyString(node["route_key"], where + ".route_key"));
+  }
+  if (node["period_s"]) {
+    ASSIGN_OR_RETURN(double seconds, Number(node["period_s"], where + ".period_s", 0, 31'536'000));
+    policy.period = Milliseconds(seconds);
+  }
+  if (node["max_period_s"]) {
+    ASSIGN_OR_RETURN(double seconds,
+                     Number(node["max_period_s"], where + ".max_period_s", 0, 31'536'000));
+    policy.max_period = Milliseconds(seconds);
+  } else {
+    policy.max_period = std::max(policy.max_period, policy.period);
+  }
+  if (node["min_requests"]) {
+    ASSIGN_OR_RETURN(double n, Number(node["min_requests"], where + ".min_requests", 1, 1e12));
+    policy.min_requests = static_cast<int64_t>(n);
+  }
+  if (node["on_timeout"]) {
+    ASSIGN_OR_RETURN(std::string action, NonEmptyString(node["on_timeout"], where + ".on_timeout"));
+    if (action != "rollback" && action != "promote") {
+      return InvalidArgumentError(where + ".on_timeout must be rollback or promote");
+    }
+    policy.promote_on_timeout = action == "promote";
+  }
+  if (const YAML::Node limits = node["limits"]) {
+    const std::string at = where + ".limits";
+    RETURN_IF_ERROR(CheckKeys(
+        limits, {"max_error_rate", "max_latency_ratio", "latency_slack_ms", "max_score_psi"}, at));
+    RolloutLimits& l = policy.limits;
+    if (limits["max_error_rate"]) {
+      ASSIGN_OR_RETURN(l.max_error_rate,
+                       Number(limits["max_error_rate"], at + ".max_error_rate", 0, 1));
+    }
+    if (limits["max_latency_ratio"]) {
+      ASSIGN_OR_RETURN(l.max_latency_ratio,
+                       Number(limits["max_latency_ratio"], at + ".max_latency_ratio", 1, 1e6));
+    }
+    if (limits["latency_slack_ms"]) {
+      ASSIGN_OR_RETURN(l.latency_slack_ms,
+                       Number(limits["latency_slack_ms"], at + ".latency_slack_ms", 0, 1e9));
+    }
+    if (limits["max_score_psi"]) {
+      ASSIGN_OR_RETURN(l.max_score_psi,
+                       Number(limits["max_score_psi"], at + ".max_score_psi", 1e-9, 1e9));
+    }
+  }
+  if (Status valid = ValidateRolloutPolicy(policy); !valid.ok()) {
+    return valid.WithContext(where);
+  }
+  return policy;
+}
+
+StatusOr<DriftSettings> ParseDrift(const YAML::Node& node, const std::string& where,
+                                   DriftSettings settings) {
+  if (node.IsNull()) return settings;
+  RETURN_IF_ERROR(CheckKeys(
+      node,
+      {"window_rows", "window_s", "min_rows", "psi_threshold", "ks_threshold", "event_interval_s"},
+      where));
+  if (node["window_rows"]) {
+    ASSIGN_OR_RETURN(double n, Number(node["window_rows"], where + ".window_rows", 0,
+                                      static_cast<double>(kMaxDriftWindowRows)));
+    settings.window_rows = static_cast<int64_t>(n);
+  }
+  if (node["window_s"]) {
+    ASSIGN_OR_RETURN(double seconds, Number(node["window_s"], where + ".window_s", 0, 31'536'000));
+    settings.window = Milliseconds(seconds);
+  }
+  if (node["min_rows"]) {
+    ASSIGN_OR_RETURN(double n, Number(node["min_rows"], where + ".min_rows", 1, 1e12));
+    settings.min_rows = static_cast<int64_t>(n);
+  }
+  if (node["psi_threshold"]) {
+    ASSIGN_OR_RETURN(settings.psi_threshold,
+                     Number(node["psi_threshold"], where + ".psi_threshold", 1e-9, 1e9));
+  }
+  if (node["ks_threshold"]) {
+    ASSIGN_OR_RETURN(settings.ks_threshold,
+                     Number(node["ks_threshold"], where + ".ks_threshold", 1e-9, 1));
+  }
+  if (node["event_interval_s"]) {
+    ASSIGN_OR_RETURN(double seconds,
+                     Number(node["event_interval_s"], where + ".event_interval_s", 0, 31'536'000));
+    settings.event_interval = Milliseconds(seconds);
+  }
+  if (Status valid = ValidateDriftSettings(settings); !valid.ok()) return valid.WithContext(where);
+  return settings;
+}
+
 StatusOr<DeployedModel> ParseModel(const YAML::Node& node, const fs::path& base_dir,
                                    const std::string& where) {
-  RETURN_IF_ERROR(CheckKeys(node, {"name", "ref", "repository", "keep_versions"}, where));
+  RETURN_IF_ERROR(
+      CheckKeys(node, {"name", "ref", "repository", "keep_versions", "rollout", "drift"}, where));
   DeployedModel model;
   if (!node["name"]) return InvalidArgumentError(where + ": 'name' is required");
   ASSIGN_OR_RETURN(model.name, NonEmptyString(node["name"], where + ".name"));
@@ -160,6 +297,12 @@ StatusOr<DeployedModel> ParseModel(const YAML::Node& node, const fs::path& base_
                                   std::to_string(kMaxKeepVersions));
     }
     model.keep_versions = keep;
+  }
+  if (node["rollout"]) {
+    ASSIGN_OR_RETURN(model.rollout, ParseRollout(node["rollout"], where + ".rollout"));
+  }
+  if (node["drift"]) {
+    ASSIGN_OR_RETURN(model.drift, ParseDrift(node["drift"], where + ".drift", DriftSettings{}));
   }
   return model;
 }
@@ -297,6 +440,14 @@ struct Deployer::State {
     int64_t counter_floor = 0;
     int64_t next_version = 1;
     std::vector<Version> versions;  // ascending; the last one is the current version
+    // The rollout in progress (null when none): {mode, share, champion_version,
+    // candidate_version, candidate_digest, started, started_ms}. During it the candidate is the
+    // last of `versions`.
+    Json rollout;
+    Json history = Json::array();  // past rollouts, oldest first, at most kMaxHistory
+    // The manifest the last rollout rolled back, refused until the reference moves.
+    std::string rolled_back_digest;
+    std::string rolled_back_reason;
   };
   std::map<std::string, Model> models;
 
@@ -311,10 +462,14 @@ struct Deployer::State {
                             {"accepted_at", v.accepted_at},
                             {"loaded", v.loaded}});
       }
-      json_models[name] = {{"repository", model.repository},
-                           {"counter_floor", model.counter_floor},
-                           {"next_version", model.next_version},
-                           {"versions", std::move(versions)}};
+      json_models[name] = {
+          {"repository", model.repository},     {"counter_floor", model.counter_floor},
+          {"next_version", model.next_version}, {"versions", std::move(versions)},
+          {"rollout", model.rollout},           {"rollout_history", model.history}};
+      if (!model.rolled_back_digest.empty()) {
+        json_models[name]["rolled_back"] = {{"digest", model.rolled_back_digest},
+                                            {"reason", model.rolled_back_reason}};
+      }
     }
     Json json = {{"schema", kStateSchema}, {"models", std::move(json_models)}};
     return json.dump(2) + "\n";
@@ -347,6 +502,17 @@ struct Deployer::State {
             return DataLossError("model '" + name + "': versions must be positive and ascending");
           }
           model.versions.push_back(std::move(version));
+        }
+        // Written by later servers only; older state files have none.
+        if (model_json.contains("rollout") && model_json["rollout"].is_object()) {
+          model.rollout = model_json["rollout"];
+        }
+        if (model_json.contains("rollout_history") && model_json["rollout_history"].is_array()) {
+          model.history = model_json["rollout_history"];
+        }
+        if (model_json.contains("rolled_back") && model_json["rolled_back"].is_object()) {
+          model.rolled_back_digest = model_json["rolled_back"].value("digest", "");
+          model.rolled_back_reason = model_json["rolled_back"].value("reason", "");
         }
         state.models[name] = std::move(model);
       }
@@ -383,6 +549,21 @@ Deployer::Deployer(DeployerOptions options)
   last_contact_ = registry->AddGauge(
       "edgeloop_deploy_last_contact_timestamp_seconds",
       "When the deployer last reached each model's store (Unix time).", {"model"});
+  rollout_active_ = registry->AddGauge(
+      "edgeloop_rollout_active", "The rollout in progress per model: 0 none, 1 canary, 2 shadow.",
+      {"model"});
+  rollout_requests_ = registry->AddGauge(
+      "edgeloop_rollout_requests",
+      "Requests the rollout in progress routed, by role (champion, candidate) and result.",
+      {"model", "role", "result"});
+  rollout_score_psi_ = registry->AddGauge(
+      "edgeloop_rollout_score_psi",
+      "PSI of the candidate's scores against the champion's in the rollout in progress.",
+      {"model"});
+  rollout_outcomes_ = registry->AddCounter(
+      "edgeloop_rollout_outcomes_total",
+      "Finished rollouts by outcome: promoted, rolled_back, superseded.", {"model", "outcome"});
+  router_ = std::make_unique<RolloutRouter>();
 }
 
 StatusOr<std::unique_ptr<Deployer>> Deployer::Create(DeployerOptions options) {
@@ -442,6 +623,7 @@ StatusOr<std::unique_ptr<Deployer>> Deployer::Create(DeployerOptions options) {
     deployer->models_.push_back(std::move(runtime));
   }
   RETURN_IF_ERROR(deployer->Recover());
+  deployer->ResumeRollouts();
   for (const auto& model : deployer->models_) deployer->PublishState(*model);
   return deployer;
 }
@@ -578,6 +760,7 @@ void Deployer::CheckOnce() {
 }
 
 void Deployer::CheckModel(Runtime& model) {
+  AdvanceRollout(model);
   const Outcome outcome = Check(model);
   const bool failed =
       outcome.result == CheckResult::kUnreachable || outcome.result == CheckResult::kFailed;
@@ -646,6 +829,13 @@ Deployer::Outcome Deployer::Check(Runtime& model) {
   if (auto failed = model.failed_loads.find(digest); failed != model.failed_loads.end()) {
     return {CheckResult::kRefused, failed->second};
   }
+  if (!state.rolled_back_digest.empty()) {
+    if (state.rolled_back_digest == digest) {
+      return Refuse(model, digest, "rolled_back", state.rolled_back_reason);
+    }
+    state.rolled_back_digest.clear();  // the reference moved: the next rollout may start
+    state.rolled_back_reason.clear();
+  }
 
   // 1. Verify before a single model blob is read.
   reg::VerifyOptions verify;
@@ -661,6 +851,20 @@ Deployer::Outcome Deployer::Check(Runtime& model) {
       return unreachable_or_failed(Status(StatusCode::kUnavailable, verified.status().message()));
     }
     return Refuse(model, digest, reg::TrustFailureName(failure), verified.status().message());
+  }
+
+  // A rollout in progress is superseded by the new manifest: its candidate goes, and the new
+  // one is tried against the same champion.
+  std::optional<int64_t> champion;
+  if (std::shared_ptr<Rollout> running = router_->Find(spec.name)) {
+    champion = running->champion();
+    EndRollout(model, "superseded", "the reference moved to " + digest,
+               running->Numbers(options_.clock->Now()));
+    DropVersion(model, running->candidate());
+  } else if (spec.rollout.mode != RolloutMode::kImmediate && !state.versions.empty() &&
+             state.versions.back().loaded &&
+             options_.manager->Find(spec.name, state.versions.back().version).ok()) {
+    champion = state.versions.back().version;
   }
 
   // 2. Record the acceptance before the download: the rollback floor and the version number
@@ -705,7 +909,9 @@ Deployer::Outcome Deployer::Check(Runtime& model) {
     return unreachable_or_failed(status.WithContext("pulling " + digest));
   }
 
-  // 4. Load: the manager hot-swaps it in, or keeps the old version serving.
+  // 4. Load: the manager hot-swaps it in, or keeps the old version serving. With a rollout the
+  // champion stays loaded and keeps answering until the candidate is promoted.
+  options_.manager->SetPreferredVersion(spec.name, champion);
   options_.manager->Reconcile(/*trust_new_folders=*/true);
   std::optional<IndexEntry> entry;
   for (IndexEntry& e : options_.manager->Index(false)) {
@@ -724,13 +930,16 @@ Deployer::Outcome Deployer::Check(Runtime& model) {
     fs::remove_all(version_dir, ec);
     forget();
     options_.manager->Reconcile(false);  // drops the failed entry at once
+    options_.manager->SetPreferredVersion(spec.name, std::nullopt);
     model.failed_loads[digest] = "the model did not load: " + why;
     return Refuse(model, digest, "load_failed", model.failed_loads[digest]);
   }
 
   // 5. Known good.
   state.versions.back().loaded = true;
-  if (Status saved = SaveState(); !saved.ok()) {
+  if (champion) {
+    StartRollout(model, *champion, version.version, digest);  // saves the state
+  } else if (Status saved = SaveState(); !saved.ok()) {
     log::Error("cannot write the deployment state", {{"error", saved}});
   }
   log::Info("deployed a new model version", {{"model", spec.name},
@@ -757,6 +966,204 @@ Deployer::Outcome Deployer::Refuse(Runtime& model, const std::string& digest,
   report_[model.index].last_refusal =
       RefusalReport{digest, std::string(reason), message, FormatRfc3339(options_.clock->WallNow())};
   return {CheckResult::kRefused, message};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rollouts.
+
+namespace {
+
+int64_t WallMs(Clock::WallTime wall) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(wall.time_since_epoch()).count();
+}
+
+Json CountsJson(const RolloutNumbers& n) {
+  const auto side = [](const RolloutSideCounts& c) {
+    return Json{{"requests", c.requests}, {"errors", c.errors}, {"rows", c.rows}};
+  };
+  return {{"champion", side(n.champion)}, {"candidate", side(n.candidate)}};
+}
+
+Json NumbersJson(const RolloutNumbers& n, const RolloutLimits& limits) {
+  const auto opt = [](const std::optional<double>& v) { return v ? Json(*v) : Json(); };
+  return {{"champion_error_rate", n.champion_error_rate},
+          {"candidate_error_rate", n.candidate_error_rate},
+          {"error_rate_delta", n.candidate_error_rate - n.champion_error_rate},
+          {"max_error_rate", limits.max_error_rate},
+          {"champion_p99_ms", opt(n.champion_p99_ms)},
+          {"candidate_p99_ms", opt(n.candidate_p99_ms)},
+          {"latency_limit_ms", opt(n.latency_limit_ms)},
+          {"score_psi", opt(n.score_psi)},
+          {"max_score_psi", limits.max_score_psi}};
+}
+
+}  // namespace
+
+void Deployer::StartRollout(Runtime& model, int64_t champion, int64_t candidate,
+                            const std::string& digest) {
+  const DeployedModel& spec = model.spec;
+  State::Model& state = state_->models[spec.name];
+  const Clock::WallTime wall = options_.clock->WallNow();
+  state.rollout = {{"mode", std::string(RolloutModeName(spec.rollout.mode))},
+                   {"share", spec.rollout.share},
+                   {"champion_version", champion},
+                   {"candidate_version", candidate},
+                   {"candidate_digest", digest},
+                   {"started", FormatRfc3339(wall)},
+                   {"started_ms", WallMs(wall)}};
+  if (Status saved = SaveState(); !saved.ok()) {
+    log::Error("cannot write the deployment state", {{"error", saved}});
+  }
+  router_->Set(spec.name, std::make_shared<Rollout>(spec.name, spec.rollout, champion, candidate,
+                                                    digest, options_.clock->Now()));
+  rollout_active_->With({spec.name})->Set(spec.rollout.mode == RolloutMode::kShadow ? 2.0 : 1.0);
+  log::Info("started a rollout: the new version is tried before it replaces the current one",
+            {{"model", spec.name},
+             {"mode", RolloutModeName(spec.rollout.mode)},
+             {"share", spec.rollout.share},
+             {"champion", champion},
+             {"candidate", candidate},
+             {"digest", digest},
+             {"period_s", static_cast<double>(spec.rollout.period.count()) / 1000.0}});
+}
+
+void Deployer::EndRollout(Runtime& model, std::string_view outcome, const std::string& reason,
+                          const std::optional<RolloutNumbers>& numbers) {
+  const DeployedModel& spec = model.spec;
+  State::Model& state = state_->models[spec.name];
+  router_->Clear(spec.name);
+  rollout_active_->With({spec.name})->Set(0);
+  if (state.rollout.is_null()) return;
+  Json entry = state.rollout;
+  entry.erase("started_ms");
+  entry["ended"] = FormatRfc3339(options_.clock->WallNow());
+  entry["outcome"] = std::string(outcome);
+  entry["reason"] = reason;
+  if (numbers) {
+    entry["counts"] = CountsJson(*numbers);
+    entry["numbers"] = NumbersJson(*numbers, spec.rollout.limits);
+  }
+  state.history.push_back(std::move(entry));
+  while (state.history.size() > kMaxHistory) state.history.erase(state.history.begin());
+  const Json ended = state.rollout;
+  state.rollout = Json();
+  if (Status saved = SaveState(); !saved.ok()) {
+    log::Error("cannot write the deployment state", {{"error", saved}});
+  }
+  rollout_outcomes_->With({spec.name, std::string(outcome)})->Increment();
+  const auto fields =
+      std::initializer_list<log::Field>{{"model", spec.name},
+                                        {"outcome", outcome},
+                                        {"reason", reason},
+                                        {"candidate", ended.value("candidate_version", int64_t{0})},
+                                        {"champion", ended.value("champion_version", int64_t{0})},
+                                        {"digest", ended.value("candidate_digest", std::string())}};
+  if (outcome == "promoted") {
+    log::Info("rollout finished: the new version is promoted", fields);
+  } else {
+    log::Warn("rollout finished: the new version is not promoted", fields);
+  }
+}
+
+void Deployer::DropVersion(Runtime& model, int64_t version) {
+  State::Model& state = state_->models[model.spec.name];
+  std::error_code ec;
+  fs::remove_all(options_.repository / model.spec.name / std::to_string(version), ec);
+  if (ec) {
+    log::Warn("cannot remove a model version",
+              {{"model", model.spec.name}, {"version", version}, {"error", ec.message()}});
+  }
+  std::erase_if(state.versions, [&](const State::Version& v) { return v.version == version; });
+  if (Status saved = SaveState(); !saved.ok()) {
+    log::Error("cannot write the deployment state", {{"error", saved}});
+  }
+  options_.manager->Reconcile(false);  // unloads it (requests in flight finish first)
+}
+
+void Deployer::AdvanceRollout(Runtime& model) {
+  std::shared_ptr<Rollout> rollout = router_->Find(model.spec.name);
+  if (!rollout) return;
+  const DeployedModel& spec = model.spec;
+  const RolloutVerdict verdict = rollout->Evaluate(options_.clock->Now());
+  const RolloutNumbers& n = verdict.numbers;
+  rollout_requests_->With({spec.name, "champion", "ok"})
+      ->Set(static_cast<double>(n.champion.requests - n.champion.errors));
+  rollout_requests_->With({spec.name, "champion", "error"})
+      ->Set(static_cast<double>(n.champion.errors));
+  rollout_requests_->With({spec.name, "candidate", "ok"})
+      ->Set(static_cast<double>(n.candidate.requests - n.candidate.errors));
+  rollout_requests_->With({spec.name, "candidate", "error"})
+      ->Set(static_cast<double>(n.candidate.errors));
+  if (n.score_psi) rollout_score_psi_->With({spec.name})->Set(*n.score_psi);
+  if (verdict.action == RolloutVerdict::Action::kWait) return;
+
+  State::Model& state = state_->models[spec.name];
+  const std::string digest = rollout->candidate_digest();
+  if (verdict.action == RolloutVerdict::Action::kPromote) {
+    EndRollout(model, "promoted", verdict.reason, n);
+    options_.manager->SetPreferredVersion(spec.name, std::nullopt);
+    options_.manager->Reconcile(false);  // the champion leaves (the policy serves the newest)
+    CollectGarbage(model);
+    PublishState(model);
+    return;
+  }
+  // Roll back: requests stop going to the candidate at once (the router forgets it, the
+  // champion is still preferred), then the candidate is unloaded and removed.
+  EndRollout(model, "rolled_back", verdict.reason, n);
+  state.rolled_back_digest = digest;
+  state.rolled_back_reason = "rolled back: " + verdict.reason;
+  DropVersion(model, rollout->candidate());  // saves the state
+  options_.manager->SetPreferredVersion(spec.name, std::nullopt);
+  Refuse(model, digest, "rolled_back", state.rolled_back_reason);
+  PublishState(model);
+}
+
+void Deployer::ResumeRollouts() {
+  const Clock::WallTime wall = options_.clock->WallNow();
+  for (const auto& runtime : models_) {
+    Runtime& model = *runtime;
+    State::Model& state = state_->models[model.spec.name];
+    if (state.rollout.is_null()) continue;
+    const int64_t champion = state.rollout.value("champion_version", int64_t{0});
+    const int64_t candidate = state.rollout.value("candidate_version", int64_t{0});
+    const std::string digest = state.rollout.value("candidate_digest", std::string());
+    const auto has = [&](int64_t number) {
+      return std::any_of(state.versions.begin(), state.versions.end(),
+                         [&](const State::Version& v) { return v.version == number; });
+    };
+    const bool candidate_is_current = !state.versions.empty() &&
+                                      state.versions.back().version == candidate &&
+                                      state.versions.back().digest.str() == digest;
+    if (!candidate_is_current) {
+      // Recover() removed it (it never loaded) or the state is inconsistent: the champion serves.
+      EndRollout(model, "rolled_back", "restart: the candidate is not on disk", std::nullopt);
+      continue;
+    }
+    if (!has(champion)) {
+      EndRollout(model, "promoted", "restart: the champion is not on disk", std::nullopt);
+      continue;
+    }
+    if (model.spec.rollout.mode == RolloutMode::kImmediate) {
+      EndRollout(model, "promoted", "restart: the deployment no longer asks for a rollout",
+                 std::nullopt);
+      continue;
+    }
+    // Resume with the original start time; the counts start again.
+    const int64_t started_ms = state.rollout.value("started_ms", WallMs(wall));
+    const auto elapsed = std::max(std::chrono::milliseconds(0),
+                                  std::chrono::milliseconds(WallMs(wall) - started_ms));
+    options_.manager->SetPreferredVersion(model.spec.name, champion);
+    router_->Set(model.spec.name,
+                 std::make_shared<Rollout>(model.spec.name, model.spec.rollout, champion, candidate,
+                                           digest, options_.clock->Now() - elapsed));
+    rollout_active_->With({model.spec.name})
+        ->Set(model.spec.rollout.mode == RolloutMode::kShadow ? 2.0 : 1.0);
+    log::Info("resuming a rollout after a restart (its counts start again)",
+              {{"model", model.spec.name},
+               {"champion", champion},
+               {"candidate", candidate},
+               {"elapsed_s", static_cast<double>(elapsed.count()) / 1000.0}});
+  }
 }
 
 void Deployer::CollectGarbage(Runtime& model) {
@@ -819,8 +1226,12 @@ void Deployer::PublishState(const Runtime& model) {
   }
   local_version_->With({model.spec.name})
       ->Set(state.versions.empty() ? 0.0 : static_cast<double>(state.versions.back().version));
+  Json rollout = state.rollout;
+  if (rollout.is_object()) rollout.erase("started_ms");
   std::lock_guard<std::mutex> lock(report_mu_);
   ModelDeploymentReport& report = report_[model.index];
+  report.rollout_json = rollout.dump();
+  report.rollout_history_json = state.history.dump();
   report.local_versions = std::move(versions);
   report.counter_floor = state.counter_floor;
   if (state.versions.empty()) {
@@ -837,6 +1248,31 @@ void Deployer::PublishState(const Runtime& model) {
 std::vector<ModelDeploymentReport> Deployer::Report() const {
   std::lock_guard<std::mutex> lock(report_mu_);
   return report_;
+}
+
+Json Deployer::RolloutJson(const ModelDeploymentReport& report) const {
+  Json json = Json::parse(report.rollout_json, nullptr, false);
+  Json history = Json::parse(report.rollout_history_json, nullptr, false);
+  const DeployedModel* spec = nullptr;
+  for (const DeployedModel& m : options_.config.models) {
+    if (m.name == report.name) spec = &m;
+  }
+  if (!json.is_object()) {
+    json = {{"state", "none"},
+            {"mode", spec ? std::string(RolloutModeName(spec->rollout.mode)) : "immediate"}};
+  } else {
+    json["state"] = json.value("mode", "canary");
+    if (std::shared_ptr<Rollout> live = router_->Find(report.name)) {
+      const RolloutNumbers n = live->Numbers(options_.clock->Now());
+      json["elapsed_s"] = n.elapsed_s;
+      json["counts"] = CountsJson(n);
+      json["numbers"] = NumbersJson(n, live->policy().limits);
+      json["period_s"] = static_cast<double>(live->policy().period.count()) / 1000.0;
+      json["min_requests"] = live->policy().min_requests;
+    }
+  }
+  json["history"] = history.is_array() ? history : Json::array();
+  return json;
 }
 
 std::string Deployer::ReportJson() const {
@@ -871,7 +1307,8 @@ std::string Deployer::ReportJson() const {
                       {"last_result", std::string(CheckResultName(r.last_result))},
                       {"last_error", or_null(r.last_error)},
                       {"last_refusal", std::move(refusal)},
-                      {"checks", r.checks}});
+                      {"checks", r.checks},
+                      {"rollout", RolloutJson(r)}});
   }
   Json keys = Json::array();
   for (const reg::PublicKey& key : options_.config.trusted_keys) keys.push_back(key.key_id);

@@ -37,6 +37,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -49,7 +50,9 @@
 #include "registry/reference.h"
 #include "registry/signing.h"
 #include "registry/store.h"
+#include "serving/drift.h"
 #include "serving/model_manager.h"
+#include "serving/rollout.h"
 
 namespace edgeloop::serving {
 
@@ -59,6 +62,8 @@ struct DeployedModel {
   ::edgeloop::registry::Reference ref;  // what to follow: a tag (alias) or a digest
   std::string repository;               // the repository signatures must name; default ref's
   int keep_versions = 2;                // local versions kept on disk (at least 1)
+  RolloutPolicy rollout;                // `rollout:`; mode kImmediate without one
+  std::optional<DriftSettings> drift;   // `drift:`; the serve flags' settings without one
 };
 
 // A parsed and validated deployment file. Paths are absolute.
@@ -139,6 +144,10 @@ struct ModelDeploymentReport {
   std::string last_error;  // of the last check when it was kUnreachable or kFailed, else ""
   std::optional<RefusalReport> last_refusal;
   int64_t checks = 0;
+  // The rollout in progress (JSON object, "null" when none) and the past ones (JSON array), as
+  // kept in state.json; ReportJson() adds the live counts.
+  std::string rollout_json = "null";
+  std::string rollout_history_json = "[]";
 };
 
 // Keeps the deployed models in line with their references. Thread-safe: CheckOnce() calls run
@@ -165,6 +174,8 @@ class Deployer {
   void CheckOnce();
 
   std::chrono::milliseconds poll_interval() const { return options_.config.poll_interval; }
+  // The rollouts in progress, for the request path (owned by the deployer).
+  RolloutRouter* router() const { return router_.get(); }
   std::vector<ModelDeploymentReport> Report() const;
   // Report() as the JSON document of GET /v2/deployment.
   std::string ReportJson() const;
@@ -185,10 +196,21 @@ class Deployer {
   Outcome Check(Runtime& model);    // REQUIRES(check_mu_)
   Outcome Refuse(Runtime& model, const std::string& digest, std::string_view reason,
                  const std::string& message);  // REQUIRES(check_mu_)
-  void CollectGarbage(Runtime& model);         // REQUIRES(check_mu_)
-  void CollectBlobs();                         // REQUIRES(check_mu_)
-  void PublishState(const Runtime& model);     // REQUIRES(check_mu_)
+  // Rollouts (rollout.h). REQUIRES(check_mu_) for all.
+  void ResumeRollouts();                // at Create: resume or end what state.json holds
+  void AdvanceRollout(Runtime& model);  // promote or roll back when the rollout is decided
+  void StartRollout(Runtime& model, int64_t champion, int64_t candidate, const std::string& digest);
+  // Ends the rollout in the state (history, metrics, log); does not touch versions.
+  void EndRollout(Runtime& model, std::string_view outcome, const std::string& reason,
+                  const std::optional<RolloutNumbers>& numbers);
+  // Unloads and removes a candidate version (rollback, superseded, restart).
+  void DropVersion(Runtime& model, int64_t version);
+  void CollectGarbage(Runtime& model);      // REQUIRES(check_mu_)
+  void CollectBlobs();                      // REQUIRES(check_mu_)
+  void PublishState(const Runtime& model);  // REQUIRES(check_mu_)
   void Loop();
+  // The `rollout` object of one model in ReportJson() (a nlohmann::json).
+  nlohmann::json RolloutJson(const ModelDeploymentReport& report) const;
 
   const DeployerOptions options_;
   int lock_fd_ = -1;
@@ -197,6 +219,11 @@ class Deployer {
   metrics::Family<metrics::Counter>* refusals_;
   metrics::Family<metrics::Gauge>* local_version_;
   metrics::Family<metrics::Gauge>* last_contact_;
+  metrics::Family<metrics::Gauge>* rollout_active_;
+  metrics::Family<metrics::Gauge>* rollout_requests_;
+  metrics::Family<metrics::Gauge>* rollout_score_psi_;
+  metrics::Family<metrics::Counter>* rollout_outcomes_;
+  std::unique_ptr<RolloutRouter> router_;
 
   std::mutex check_mu_;                           // one check at a time
   std::vector<std::unique_ptr<Runtime>> models_;  // GUARDED_BY(check_mu_)

@@ -11,6 +11,7 @@
 #include "registry/package.h"
 #include "registry/referrers.h"
 #include "serving/oip_handler.h"
+#include "serving/rollout.h"
 
 namespace edgeloop::serving {
 namespace {
@@ -147,6 +148,7 @@ class DeploymentTest : public ::testing::Test {
     model.ref = *reg::ParseReference("layout://" + layout_.string() + ":champion");
     model.repository = kModel;
     model.keep_versions = keep_versions_;
+    model.rollout = rollout_;
     config.models.push_back(model);
     return config;
   }
@@ -259,6 +261,7 @@ class DeploymentTest : public ::testing::Test {
   reg::SignOptions sign_;
   std::map<int, reg::Descriptor> notes_blobs_;
   int keep_versions_ = 2;
+  RolloutPolicy rollout_;  // kImmediate unless a test sets it
   bool store_down_ = false;
   std::vector<std::string> calls_;
   std::unique_ptr<metrics::Registry> metrics_;
@@ -811,6 +814,380 @@ TEST_F(DeploymentFileTest, MistakesAreNamed) {
   ExpectError("cache_dir: [unclosed\n", "invalid YAML");
   ExpectError("- just\n- a list\n", "mapping");
   EXPECT_EQ(LoadDeploymentFile(dir_.path() / "absent.yaml").status().code(), StatusCode::kNotFound);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Canary and shadow rollouts.
+
+class RolloutDeploymentTest : public DeploymentTest {
+ protected:
+  void SetUp() override {
+    DeploymentTest::SetUp();
+    rollout_.mode = RolloutMode::kCanary;
+    rollout_.share = 0.5;
+    rollout_.period = std::chrono::minutes(5);
+    rollout_.max_period = std::chrono::minutes(30);
+    rollout_.min_requests = 20;
+  }
+
+  // v1 serves; v2 (the same model packaged again, so its scores are the same) is promoted in
+  // the registry and the next check starts its rollout.
+  void StartWithCandidate() {
+    Push("v1", 1);
+    PromoteToChampion("v1");
+    StartServer();
+    Check();
+    ASSERT_EQ(Served(), 1);
+    candidate_ = Push("v2", 2, "second");
+    PromoteToChampion("v2");
+    Check();
+  }
+
+  std::shared_ptr<Rollout> Running() const { return deployer_->router()->Find(kModel); }
+
+  // Both sides see `n` requests: the champion scores around 0.3, the candidate per arguments.
+  void Feed(int n, double candidate_shift, bool candidate_fails = false) {
+    std::shared_ptr<Rollout> rollout = Running();
+    ASSERT_NE(rollout, nullptr);
+    for (int i = 0; i < n; ++i) {
+      const double score = 0.2 + 0.01 * (i % 20);
+      rollout->Observe(rollout->champion(), true, 0.001, std::vector<double>{score});
+      rollout->Observe(rollout->candidate(), !candidate_fails, 0.001,
+                       std::vector<double>{score + candidate_shift});
+    }
+  }
+
+  Json RolloutReport() {
+    std::atomic<bool> draining{false};
+    OipHandler handler(manager_.get(), metrics_.get(), &clock_, &draining, {"", true},
+                       deployer_.get());
+    http::Request request;
+    request.method = http::Method::kGet;
+    request.target = "/v2/deployment";
+    http::Response response;
+    handler.Handle(std::move(request), http::Responder::FromCallback(
+                                           [&](http::Response r) { response = std::move(r); }));
+    EXPECT_EQ(response.status, 200);
+    return Json::parse(response.body)["models"][0]["rollout"];
+  }
+
+  Json State() const {
+    std::ifstream in(cache_ / "state.json");
+    return Json::parse(in)["models"][kModel];
+  }
+
+  std::vector<int64_t> Loaded() const {
+    std::vector<int64_t> versions;
+    for (const auto& servable : manager_->ReadyVersions(kModel)) {
+      versions.push_back(servable->config.version);
+    }
+    return versions;
+  }
+
+  reg::Descriptor candidate_;
+};
+
+TEST_F(RolloutDeploymentTest, NewVersionStartsACanaryBesideTheChampion) {
+  StartWithCandidate();
+  EXPECT_EQ(Report().last_result, CheckResult::kUpdated);
+  EXPECT_EQ(Served(), 1);  // unversioned lookups still get the champion
+  EXPECT_EQ(Loaded(), (std::vector<int64_t>{2, 1}));
+  std::shared_ptr<Rollout> rollout = Running();
+  ASSERT_NE(rollout, nullptr);
+  EXPECT_EQ(rollout->champion(), 1);
+  EXPECT_EQ(rollout->candidate(), 2);
+  const Json report = RolloutReport();
+  EXPECT_EQ(report["state"], "canary");
+  EXPECT_EQ(report["candidate_version"], 2);
+  EXPECT_EQ(report["champion_version"], 1);
+  EXPECT_EQ(report["candidate_digest"], candidate_.digest.str());
+  EXPECT_EQ(report["share"], 0.5);
+  EXPECT_EQ(report["counts"]["candidate"]["requests"], 0);
+  EXPECT_EQ(State()["rollout"]["candidate_version"], 2);
+  EXPECT_EQ(Metric("edgeloop_rollout_active{model=\"mf\"}"), 1);
+  // Checks with the reference unchanged leave the rollout running until the period is over.
+  Feed(30, 0.0);
+  clock_.Advance(std::chrono::minutes(4));
+  Check();
+  EXPECT_NE(Running(), nullptr);
+  EXPECT_EQ(Report().last_result, CheckResult::kUnchanged);
+}
+
+TEST_F(RolloutDeploymentTest, GoodCandidateIsPromoted) {
+  StartWithCandidate();
+  Feed(30, 0.0);
+  clock_.Advance(std::chrono::minutes(6));
+  Check();
+  EXPECT_EQ(Running(), nullptr);
+  EXPECT_EQ(Served(), 2);
+  EXPECT_EQ(Loaded(), (std::vector<int64_t>{2}));
+  const Json report = RolloutReport();
+  EXPECT_EQ(report["state"], "none");
+  ASSERT_EQ(report["history"].size(), 1u);
+  EXPECT_EQ(report["history"][0]["outcome"], "promoted");
+  EXPECT_EQ(report["history"][0]["candidate_version"], 2);
+  EXPECT_EQ(report["history"][0]["counts"]["candidate"]["requests"], 30);
+  EXPECT_NE(report["history"][0]["reason"].get<std::string>().find("within limits"),
+            std::string::npos);
+  EXPECT_TRUE(State()["rollout"].is_null());
+  EXPECT_EQ(Metric("edgeloop_rollout_outcomes_total{model=\"mf\",outcome=\"promoted\"}"), 1);
+  EXPECT_EQ(Metric("edgeloop_rollout_active{model=\"mf\"}"), 0);
+}
+
+struct BadCandidate {
+  const char* name;
+  double shift;
+  bool fails;
+  double latency_s;
+  const char* reason;
+};
+
+class BadCandidateTest : public RolloutDeploymentTest,
+                         public ::testing::WithParamInterface<BadCandidate> {};
+
+TEST_P(BadCandidateTest, IsRolledBackWithTheReason) {
+  const BadCandidate& c = GetParam();
+  StartWithCandidate();
+  std::shared_ptr<Rollout> rollout = Running();
+  ASSERT_NE(rollout, nullptr);
+  for (int i = 0; i < 30; ++i) {
+    const double score = 0.2 + 0.01 * (i % 20);
+    rollout->Observe(1, true, 0.001, std::vector<double>{score});
+    rollout->Observe(2, !c.fails, c.latency_s, std::vector<double>{score + c.shift});
+  }
+  clock_.Advance(std::chrono::minutes(6));
+  Check();
+  EXPECT_EQ(Running(), nullptr);
+  EXPECT_EQ(Served(), 1);  // the champion kept serving
+  EXPECT_EQ(Loaded(), (std::vector<int64_t>{1}));
+  EXPECT_EQ(Folders(), std::vector<std::string>{"1"});
+  const Json report = RolloutReport();
+  ASSERT_EQ(report["history"].size(), 1u);
+  EXPECT_EQ(report["history"][0]["outcome"], "rolled_back");
+  const std::string reason = report["history"][0]["reason"];
+  EXPECT_EQ(reason.rfind(c.reason, 0), 0u) << reason;
+  ASSERT_TRUE(Report().last_refusal.has_value());
+  EXPECT_EQ(Report().last_refusal->reason, "rolled_back");
+  EXPECT_EQ(Report().local_version, 1);
+  EXPECT_EQ(Refusals("rolled_back"), 1);
+  EXPECT_EQ(State()["rolled_back"]["digest"], candidate_.digest.str());
+  EXPECT_EQ(Metric("edgeloop_rollout_outcomes_total{model=\"mf\",outcome=\"rolled_back\"}"), 1);
+  // The bad manifest is refused while the reference stays on it.
+  Check();
+  EXPECT_EQ(Report().last_result, CheckResult::kRefused);
+  EXPECT_EQ(Served(), 1);
+  EXPECT_EQ(Running(), nullptr);
+}
+
+INSTANTIATE_TEST_SUITE_P(Rollout, BadCandidateTest,
+                         ::testing::Values(BadCandidate{"errors", 0.0, true, 0.001, "error_rate"},
+                                           BadCandidate{"slow", 0.0, false, 0.050, "latency"},
+                                           BadCandidate{"shifted", 0.6, false, 0.001, "score_psi"}),
+                         [](const auto& test) { return std::string(test.param.name); });
+
+TEST_F(RolloutDeploymentTest, ARolloutThatFailedDoesNotBlockTheNext) {
+  StartWithCandidate();
+  Feed(30, 0.6);
+  clock_.Advance(std::chrono::minutes(6));
+  Check();
+  ASSERT_EQ(Served(), 1);
+  // A restart keeps the refusal.
+  StopServer();
+  StartServer();
+  Check();
+  EXPECT_EQ(Report().last_result, CheckResult::kRefused);
+  EXPECT_EQ(Served(), 1);
+
+  const reg::Descriptor v3 = Push("v3", 3, "third");
+  PromoteToChampion("v3");
+  Check();
+  std::shared_ptr<Rollout> rollout = Running();
+  ASSERT_NE(rollout, nullptr);
+  EXPECT_EQ(rollout->champion(), 1);
+  EXPECT_EQ(rollout->candidate(), 3);  // local numbers only grow
+  Feed(30, 0.0);
+  clock_.Advance(std::chrono::minutes(6));
+  Check();
+  EXPECT_EQ(Served(), 3);
+  EXPECT_EQ(Report().digest, v3.digest.str());
+  const Json history = RolloutReport()["history"];
+  ASSERT_EQ(history.size(), 2u);
+  EXPECT_EQ(history[0]["outcome"], "rolled_back");
+  EXPECT_EQ(history[1]["outcome"], "promoted");
+}
+
+TEST_F(RolloutDeploymentTest, AReferenceThatMovesSupersedesTheRollout) {
+  rollout_.max_period = std::chrono::hours(10);  // each promotion moves the fake clock an hour
+  StartWithCandidate();
+  Push("v3", 3, "third");
+  PromoteToChampion("v3");
+  Check();
+  std::shared_ptr<Rollout> rollout = Running();
+  ASSERT_NE(rollout, nullptr);
+  EXPECT_EQ(rollout->champion(), 1);
+  EXPECT_EQ(rollout->candidate(), 3);
+  EXPECT_EQ(Loaded(), (std::vector<int64_t>{3, 1}));
+  EXPECT_EQ(Folders(), (std::vector<std::string>{"1", "3"}));
+  EXPECT_EQ(RolloutReport()["history"][0]["outcome"], "superseded");
+}
+
+TEST_F(RolloutDeploymentTest, RestartDuringACanaryResumesIt) {
+  StartWithCandidate();
+  Feed(30, 0.0);
+  clock_.Advance(std::chrono::minutes(3));
+  StopServer();  // kill -9 leaves the same files: the state is written at every step
+  StartServer();
+  EXPECT_EQ(Served(), 1);
+  EXPECT_EQ(Loaded(), (std::vector<int64_t>{2, 1}));
+  std::shared_ptr<Rollout> rollout = Running();
+  ASSERT_NE(rollout, nullptr);
+  EXPECT_EQ(rollout->candidate(), 2);
+  // The period counts from the original start; the counts start again.
+  EXPECT_EQ(rollout->Numbers(clock_.Now()).candidate.requests, 0);
+  EXPECT_NEAR(rollout->Numbers(clock_.Now()).elapsed_s, 180, 1);
+  Feed(30, 0.0);
+  clock_.Advance(std::chrono::minutes(3));
+  Check();
+  EXPECT_EQ(Running(), nullptr);
+  EXPECT_EQ(Served(), 2);
+}
+
+TEST_F(RolloutDeploymentTest, RestartWithTheCandidateGoneRollsBack) {
+  StartWithCandidate();
+  StopServer();
+  fs::remove_all(repository_ / kModel / "2");
+  StartServer();
+  EXPECT_EQ(Running(), nullptr);
+  EXPECT_EQ(Served(), 1);
+  const Json history = RolloutReport()["history"];
+  ASSERT_EQ(history.size(), 1u);
+  EXPECT_EQ(history[0]["outcome"], "rolled_back");
+  EXPECT_NE(history[0]["reason"].get<std::string>().find("restart"), std::string::npos);
+}
+
+// Through the OIP handler: sticky routing by key, answers name the version that answered, and
+// the rollout counts what each side did.
+TEST_F(RolloutDeploymentTest, CanaryRoutesStickilyByKey) {
+  StartWithCandidate();
+  std::atomic<bool> draining{false};
+  OipHandler handler(manager_.get(), metrics_.get(), &clock_, &draining, {"", true},
+                     deployer_.get());
+  std::string row;
+  for (int i = 0; i < 20; ++i) row += (i ? "," : "") + std::to_string(10 + i);
+  const auto infer = [&](const std::string& key, const std::string& path) {
+    http::Request request;
+    request.method = http::Method::kPost;
+    request.target = path;
+    request.body =
+        R"({"inputs":[{"name":"features","datatype":"FP32","shape":[1,20],"data":[)" + row + "]}]}";
+    if (!key.empty()) request.headers.emplace_back("X-Edgeloop-Route-Key", key);
+    http::Response response;
+    bool answered = false;
+    handler.Handle(std::move(request), http::Responder::FromCallback([&](http::Response r) {
+                     response = std::move(r);
+                     answered = true;
+                   }));
+    runner_.RunDue();
+    EXPECT_TRUE(answered);
+    EXPECT_EQ(response.status, 200) << response.body;
+    return Json::parse(response.body)["model_version"].get<std::string>();
+  };
+  std::map<std::string, int> versions;
+  for (int k = 0; k < 40; ++k) {
+    const std::string key = "machine-" + std::to_string(k);
+    const std::string first = infer(key, "/v2/models/mf/infer");
+    EXPECT_EQ(infer(key, "/v2/models/mf/infer"), first) << key;
+    versions[first]++;
+  }
+  EXPECT_GT(versions["1"], 5);
+  EXPECT_GT(versions["2"], 5);
+  // A request that names its version is not routed and not counted.
+  EXPECT_EQ(infer("machine-0", "/v2/models/mf/versions/1/infer"), "1");
+  const RolloutNumbers n = Running()->Numbers(clock_.Now());
+  EXPECT_EQ(n.champion.requests, 2 * versions["1"]);
+  EXPECT_EQ(n.candidate.requests, 2 * versions["2"]);
+  EXPECT_EQ(n.candidate.rows, n.candidate.requests);
+  EXPECT_EQ(n.candidate.errors, 0);
+}
+
+TEST_F(RolloutDeploymentTest, ShadowNeverAnswersButScoresACopy) {
+  rollout_.mode = RolloutMode::kShadow;
+  StartWithCandidate();
+  EXPECT_EQ(RolloutReport()["state"], "shadow");
+  std::atomic<bool> draining{false};
+  OipHandler handler(manager_.get(), metrics_.get(), &clock_, &draining, {"", true},
+                     deployer_.get());
+  std::string row;
+  for (int i = 0; i < 20; ++i) row += (i ? "," : "") + std::to_string(3 * i);
+  for (int k = 0; k < 25; ++k) {
+    http::Request request;
+    request.method = http::Method::kPost;
+    request.target = "/v2/models/mf/infer";
+    request.body =
+        R"({"inputs":[{"name":"features","datatype":"FP32","shape":[1,20],"data":[)" + row + "]}]}";
+    request.headers.emplace_back("X-Edgeloop-Route-Key", "k" + std::to_string(k));
+    http::Response response;
+    handler.Handle(std::move(request), http::Responder::FromCallback(
+                                           [&](http::Response r) { response = std::move(r); }));
+    runner_.RunDue();
+    ASSERT_EQ(response.status, 200) << response.body;
+    EXPECT_EQ(Json::parse(response.body)["model_version"], "1");
+  }
+  const RolloutNumbers n = Running()->Numbers(clock_.Now());
+  EXPECT_EQ(n.champion.requests, 25);
+  EXPECT_EQ(n.candidate.requests, 25);
+  ASSERT_TRUE(n.score_psi.has_value());
+  EXPECT_NEAR(*n.score_psi, 0.0, 1e-9);  // the same model: the same scores
+  clock_.Advance(std::chrono::minutes(6));
+  Check();
+  EXPECT_EQ(Served(), 2);
+}
+
+TEST_F(DeploymentFileTest, RolloutAndDriftSectionsParse) {
+  auto config = Parse(std::string(kHeader) + R"(models:
+  - name: mf
+    ref: 'oci://127.0.0.1:5000/models/mf:champion'
+    rollout:
+      mode: shadow
+      share: 0.25
+      route_key: input:machine_id
+      period_s: 2
+      min_requests: 5
+      max_period_s: 10
+      on_timeout: promote
+      limits: {max_error_rate: 0.05, max_latency_ratio: 2, latency_slack_ms: 3, max_score_psi: 0.5}
+    drift: {window_rows: 500, window_s: 60, min_rows: 50, psi_threshold: 0.3, ks_threshold: 0.25,
+            event_interval_s: 30}
+  - name: other
+    ref: 'oci://127.0.0.1:5000/models/other:champion'
+    rollout: {}
+)");
+  ASSERT_TRUE(config.ok()) << config.status();
+  const RolloutPolicy& r = config->models[0].rollout;
+  EXPECT_EQ(r.mode, RolloutMode::kShadow);
+  EXPECT_EQ(r.share, 0.25);
+  EXPECT_EQ(r.route_key, "input:machine_id");
+  EXPECT_EQ(r.period, std::chrono::seconds(2));
+  EXPECT_EQ(r.min_requests, 5);
+  EXPECT_EQ(r.max_period, std::chrono::seconds(10));
+  EXPECT_TRUE(r.promote_on_timeout);
+  EXPECT_EQ(r.limits.max_score_psi, 0.5);
+  ASSERT_TRUE(config->models[0].drift.has_value());
+  EXPECT_EQ(config->models[0].drift->window_rows, 500);
+  EXPECT_EQ(config->models[0].drift->window, std::chrono::seconds(60));
+  EXPECT_EQ(config->models[0].drift->event_interval, std::chrono::seconds(30));
+  EXPECT_EQ(config->models[1].rollout.mode, RolloutMode::kCanary);  // `rollout: {}`
+  EXPECT_EQ(config->models[1].rollout.share, 0.1);
+
+  const std::string model = "models:\n  - name: mf\n    ref: 'oci://h:1/r:t'\n";
+  ExpectError(std::string(kHeader) + model + "    rollout: {mode: blue}\n", "rollout.mode");
+  ExpectError(std::string(kHeader) + model + "    rollout: {share: 2}\n", "rollout.share");
+  ExpectError(std::string(kHeader) + model + "    rollout: {route_key: cookie}\n", "route_key");
+  ExpectError(std::string(kHeader) + model + "    rollout: {limits: {p50: 1}}\n", "rollout.limits");
+  ExpectError(std::string(kHeader) + model + "    rollout: {period_s: 10, max_period_s: 5}\n",
+              "max_period_s");
+  ExpectError(std::string(kHeader) + model + "    drift: {ks_threshold: 3}\n",
+              "drift.ks_threshold");
 }
 
 }  // namespace

@@ -107,6 +107,7 @@ Tensor SelectRows(const Tensor& tensor, const std::vector<int64_t>& rows) {
 }  // namespace
 
 size_t InsightEmitter::Count(const Pending& pending) {
+  if (!pending.drift_json.empty()) return 1;
   return pending.rows.empty() ? pending.built.size() : pending.rows.size();
 }
 
@@ -150,6 +151,7 @@ InsightEmitter::InsightEmitter(InsightOptions options) : options_(std::move(opti
     emitted_insight_ = emitted->With({"insight"});
     emitted_anomaly_ = emitted->With({"anomaly"});
     emitted_feedback_ = emitted->With({"feedback"});
+    emitted_drift_ = emitted->With({"drift"});
     buffered_ =
         options_.metrics
             ->AddGauge("edgeloop_insight_events_buffered", "Events waiting in memory for the queue")
@@ -208,7 +210,7 @@ void InsightEmitter::Drop(const std::string& reason, uint64_t n) {
 }
 
 bool InsightEmitter::Push(Pending pending) {
-  const size_t events = pending.rows.empty() ? pending.built.size() : pending.rows.size();
+  const size_t events = Count(pending);
   std::string reason;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -251,6 +253,16 @@ void InsightEmitter::OnPrediction(const std::shared_ptr<const ServableVersion>& 
   }
   pending.request_id = request_id;
   pending.latency_seconds = latency_seconds;
+  pending.when = options_.clock->WallNow();
+  Push(std::move(pending));
+}
+
+void InsightEmitter::OnDrift(const std::shared_ptr<const ServableVersion>& servable,
+                             std::string drift_json) {
+  if (servable == nullptr || drift_json.empty()) return;
+  Pending pending;
+  pending.servable = servable;
+  pending.drift_json = std::move(drift_json);
   pending.when = options_.clock->WallNow();
   Push(std::move(pending));
 }
@@ -302,6 +314,28 @@ std::vector<queue::Event> InsightEmitter::Build(Pending& pending) {
   const inference::ModelConfig& config = servable.config;
   const std::string digest = DigestOf(servable);
   const std::string timestamp = FormatRfc3339(pending.when);
+  if (!pending.drift_json.empty()) {
+    queue::Event event;
+    event.id = queue::NewEventId(*options_.clock);
+    event.type = "drift";
+    event.priority = queue::DefaultPriority("anomaly");
+    const Json body = {
+        {"id", event.id},
+        {"type", "drift"},
+        {"site", options_.site},
+        {"timestamp", timestamp},
+        {"ts_ms",
+         std::chrono::duration_cast<std::chrono::milliseconds>(pending.when.time_since_epoch())
+             .count()},
+        {"model",
+         {{"name", config.name}, {"version", servable.version_string}, {"digest", digest}}},
+        {"model_version", servable.version_string},
+        {"model_digest", digest},
+        {"drift", Json::parse(pending.drift_json, nullptr, false)}};
+    event.payload = body.dump(-1, ' ', false, Json::error_handler_t::replace);
+    events.push_back(std::move(event));
+    return events;
+  }
   for (size_t r = 0; r < pending.rows.size(); ++r) {
     const auto row = static_cast<int64_t>(r);
     Json inputs = Json::object();
@@ -461,6 +495,7 @@ void InsightEmitter::Loop() {
       if (events[i].type == "anomaly" && emitted_anomaly_) emitted_anomaly_->Increment();
       if (events[i].type == "insight" && emitted_insight_) emitted_insight_->Increment();
       if (events[i].type == "feedback" && emitted_feedback_) emitted_feedback_->Increment();
+      if (events[i].type == "drift" && emitted_drift_) emitted_drift_->Increment();
       if (from.done) from.done(events[i].id);
     }
     std::lock_guard<std::mutex> lock(mu_);

@@ -86,6 +86,10 @@ class InsightEmitter {
                   const std::string& request_id, std::string label_json, std::string comment,
                   std::function<void(StatusOr<std::string>)> done);
 
+  // A drift report (drift.h) as a `drift` event (docs/serve.md, "The drift event");
+  // `drift_json` is its `drift` object. Never blocks; dropped and counted like predictions.
+  void OnDrift(const std::shared_ptr<const ServableVersion>& servable, std::string drift_json);
+
   // Stops accepting events, appends what is waiting for up to `timeout`, then drops the rest
   // (counted as "shutdown"). Idempotent.
   void Stop(std::chrono::milliseconds timeout);
@@ -107,6 +111,7 @@ class InsightEmitter {
     double latency_seconds = 0;
     Clock::WallTime when;
     std::function<void(StatusOr<std::string>)> done;  // feedback only
+    std::string drift_json;                           // drift only: the `drift` object
   };
 
   explicit InsightEmitter(InsightOptions options);
@@ -136,7 +141,8 @@ class InsightEmitter {
   std::map<std::string, std::string> digests_;  // emitter thread only: model file → digest
 
   metrics::Family<metrics::Counter>* dropped_ = nullptr;
-  std::shared_ptr<metrics::Counter> emitted_insight_, emitted_anomaly_, emitted_feedback_;
+  std::shared_ptr<metrics::Counter> emitted_insight_, emitted_anomaly_, emitted_feedback_,
+      emitted_drift_;
   std::shared_ptr<metrics::Gauge> buffered_;
 };
 

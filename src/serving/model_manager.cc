@@ -149,13 +149,34 @@ void ModelManager::ControlLoop(std::chrono::milliseconds poll_interval) {
 
 void ModelManager::Reconcile(bool trust_new_folders) { ReconcileImpl(trust_new_folders, ""); }
 
-std::vector<int64_t> ModelManager::TargetVersionsLocked(const ModelEntry& entry) const {
+std::vector<int64_t> ModelManager::TargetVersionsLocked(const std::string& name,
+                                                        const ModelEntry& entry) const {
   if (!entry.present || entry.unloaded_by_api) return {};
   std::vector<int64_t> present;
   for (const auto& [version, version_entry] : entry.versions) {
     if (version_entry.present) present.push_back(version);
   }
-  return entry.policy.Select(present);
+  std::vector<int64_t> target = entry.policy.Select(present);
+  // A rollout's preferred version (the champion) stays loaded beside what the policy selects.
+  if (auto preferred = preferred_.find(name); preferred != preferred_.end()) {
+    const int64_t version = preferred->second;
+    if (std::find(present.begin(), present.end(), version) != present.end() &&
+        std::find(target.begin(), target.end(), version) == target.end()) {
+      target.push_back(version);
+      std::sort(target.rbegin(), target.rend());
+    }
+  }
+  return target;
+}
+
+void ModelManager::SetPreferredVersion(const std::string& model, std::optional<int64_t> version) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (version) {
+    preferred_[model] = *version;
+  } else {
+    preferred_.erase(model);
+  }
+  PublishLocked();
 }
 
 void ModelManager::ReconcileImpl(bool trust_all, const std::string& trust_model) {
@@ -197,7 +218,7 @@ void ModelManager::ReconcileImpl(bool trust_all, const std::string& trust_model)
       for (auto& [number, version] : entry.versions) {
         if (!found.count(number)) version.seen_fingerprint.clear();
       }
-      for (int64_t number : TargetVersionsLocked(entry)) {
+      for (int64_t number : TargetVersionsLocked(dir.name, entry)) {
         VersionEntry& version = entry.versions[number];
         const auto& [fingerprint, stable] = found[number];
         if (version.servable && version.servable->fingerprint == fingerprint) continue;
@@ -319,7 +340,7 @@ void ModelManager::ApplyUnloadsLocked() {
       ++model_it;  // an unreadable policy changes nothing
       continue;
     }
-    const std::vector<int64_t> target = TargetVersionsLocked(entry);
+    const std::vector<int64_t> target = TargetVersionsLocked(name, entry);
     const bool all_ready = std::all_of(target.begin(), target.end(), [&](int64_t number) {
       return entry.versions[number].servable != nullptr;
     });
@@ -354,6 +375,13 @@ void ModelManager::PublishLocked() {
     std::vector<std::shared_ptr<const ServableVersion>> ready;
     for (auto it = entry.versions.rbegin(); it != entry.versions.rend(); ++it) {
       if (it->second.servable) ready.push_back(it->second.servable);
+    }
+    // The preferred version, when ready, goes first: lookups naming no version take the front.
+    if (auto preferred = preferred_.find(name); preferred != preferred_.end()) {
+      auto it = std::find_if(ready.begin(), ready.end(), [&](const auto& servable) {
+        return servable->config.version == preferred->second;
+      });
+      if (it != ready.end()) std::rotate(ready.begin(), it, it + 1);
     }
     if (!ready.empty()) map->emplace(name, std::move(ready));
   }
@@ -450,7 +478,10 @@ std::vector<std::shared_ptr<const ServableVersion>> ModelManager::ReadyVersions(
   std::lock_guard<std::mutex> lock(serving_mu_);
   auto it = serving_->find(model);
   if (it == serving_->end()) return {};
-  return it->second;
+  std::vector<std::shared_ptr<const ServableVersion>> versions = it->second;
+  std::sort(versions.begin(), versions.end(),
+            [](const auto& a, const auto& b) { return a->config.version > b->config.version; });
+  return versions;
 }
 
 std::vector<IndexEntry> ModelManager::Index(bool ready_only) const {

@@ -87,6 +87,12 @@ class ModelManager {
   // Ready versions of `model`, highest first (empty when none).
   std::vector<std::shared_ptr<const ServableVersion>> ReadyVersions(std::string_view model) const;
 
+  // For rollouts (rollout.h): keeps `version` of `model` loaded whatever its version policy says
+  // and makes it the version that lookups naming no version get while it is ready (otherwise
+  // they get the highest ready one, as without). nullopt ends that. Lookups see the change at
+  // once; loads and unloads it implies happen at the next Reconcile.
+  void SetPreferredVersion(const std::string& model, std::optional<int64_t> version);
+
   // Every model and version the manager knows, sorted; `ready_only` keeps READY ones.
   std::vector<IndexEntry> Index(bool ready_only) const;
   // OK once the first Reconcile finished and every model in the repository (not unloaded through
@@ -127,7 +133,8 @@ class ModelManager {
 
   void ReconcileImpl(bool trust_all, const std::string& trust_model);
   StatusOr<std::shared_ptr<const ServableVersion>> LoadServable(const LoadJob& job) const;
-  std::vector<int64_t> TargetVersionsLocked(const ModelEntry& entry) const;  // REQUIRES(mu_)
+  std::vector<int64_t> TargetVersionsLocked(const std::string& name,
+                                            const ModelEntry& entry) const;  // REQUIRES(mu_)
   void ApplyUnloadsLocked();                                                 // REQUIRES(mu_)
   void UnloadVersionLocked(const std::string& model, int64_t version, VersionEntry& entry,
                            const std::string& reason);  // REQUIRES(mu_)
@@ -149,6 +156,7 @@ class ModelManager {
   mutable std::mutex mu_;
   std::map<std::string, ModelEntry> models_;  // GUARDED_BY(mu_)
   bool initial_done_ = false;                 // GUARDED_BY(mu_)
+  std::map<std::string, int64_t> preferred_;  // GUARDED_BY(mu_): SetPreferredVersion
 
   mutable std::mutex serving_mu_;
   std::shared_ptr<const ServingMap> serving_;  // GUARDED_BY(serving_mu_)

@@ -1,6 +1,7 @@
 #include "serving/oip_handler.h"
 
 #include <array>
+#include <cmath>
 #include <nlohmann/json.hpp>
 #include <vector>
 
@@ -8,8 +9,10 @@
 #include "common/json_util.h"
 #include "queue/uuid.h"
 #include "serving/deployment.h"
+#include "serving/drift.h"
 #include "serving/infer_codec.h"
 #include "serving/insight_emitter.h"
+#include "serving/rollout.h"
 
 namespace edgeloop::serving {
 namespace {
@@ -97,18 +100,43 @@ std::string Dump(const Json& json) {
   return json.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
+// The route key of a request per a rollout's `route_key` (rollout.h), falling back to the
+// request id; empty when there is none (the rollout then routes at random).
+std::string RouteKeyOf(const http::Request& request, const InferRequest& parsed,
+                       const std::string& spec) {
+  constexpr std::string_view kHeader = "header:";
+  constexpr std::string_view kInput = "input:";
+  const std::string_view view = spec;
+  if (view.substr(0, kHeader.size()) == kHeader) {
+    const std::string_view value = request.Header(view.substr(kHeader.size()));
+    if (!value.empty()) return std::string(value);
+  } else if (view.substr(0, kInput.size()) == kInput) {
+    const std::string_view name = view.substr(kInput.size());
+    for (const inference::Tensor& input : parsed.inputs) {
+      if (input.name() != name || input.element_count() == 0) continue;
+      if (input.datatype() == inference::DataType::kBytes) return input.strings().front();
+      const double value = NumericElement(input, 0);
+      if (!std::isnan(value)) return Json(value).dump();
+    }
+  }
+  if (parsed.id) return *parsed.id;
+  return std::string(request.Header("X-Request-Id"));
+}
+
 }  // namespace
 
 OipHandler::OipHandler(ModelManager* manager, metrics::Registry* registry, Clock* clock,
                        const std::atomic<bool>* draining, ControlAccess control,
-                       const Deployer* deployer, InsightEmitter* insights)
+                       const Deployer* deployer, InsightEmitter* insights, DriftMonitor* drift)
     : manager_(manager),
       registry_(registry),
       clock_(clock),
       draining_(draining),
       control_(std::move(control)),
       deployer_(deployer),
-      insights_(insights) {}
+      insights_(insights),
+      drift_(drift),
+      rollouts_(deployer != nullptr ? deployer->router() : nullptr) {}
 
 std::optional<Response> OipHandler::CheckControlAccess(const http::Request& request) const {
   if (control_.token.empty()) {
@@ -202,6 +230,10 @@ void OipHandler::Handle(http::Request request, http::Responder respond) {
       if (!post) return respond(MethodNotAllowed("POST"));
       return Infer(request, model, version, std::move(respond));
     }
+    if (s.size() == rest + 1 && s[rest] == "drift") {
+      if (!get) return respond(MethodNotAllowed("GET"));
+      return respond(Drift(model, version));
+    }
     if (s.size() == rest + 1 && s[rest] == "feedback") {
       if (!post) return respond(MethodNotAllowed("POST"));
       return Feedback(request, model, version, std::move(respond));
@@ -265,6 +297,15 @@ Response OipHandler::ModelReady(std::string_view model, std::optional<int64_t> v
   return Response::Json(http::HttpStatusFromStatus(servable.status()), Dump(body));
 }
 
+Response OipHandler::Drift(std::string_view model, std::optional<int64_t> version) const {
+  if (drift_ == nullptr) {
+    return Response::Error(404, "drift monitoring is off on this server (--drift-window-rows 0)");
+  }
+  auto servable = manager_->Find(model, version);
+  if (!servable.ok()) return http::ErrorResponse(servable.status());
+  return Response::Json(200, drift_->ReportJson(*servable));
+}
+
 Response OipHandler::ModelMetadata(std::string_view model, std::optional<int64_t> version) const {
   auto servable = manager_->Find(model, version);
   if (!servable.ok()) return http::ErrorResponse(servable.status());
@@ -284,6 +325,17 @@ Response OipHandler::ModelMetadata(std::string_view model, std::optional<int64_t
                {"outputs", SpecsToJson(chosen.config.outputs)}};
   if (!chosen.config.feature_names.empty()) {
     body["parameters"] = {{"feature_names", chosen.config.feature_names}};
+  }
+  if (chosen.config.encoding) {
+    // The raw columns the input takes, and the categories each categorical one knows.
+    Json columns = Json::array();
+    for (const inference::EncodedColumn& c : chosen.config.encoding->columns) {
+      Json column = {{"column", c.column},
+                     {"kind", std::string(inference::EncodedColumnKindName(c.kind))}};
+      if (!c.categories.empty()) column["categories"] = c.categories;
+      columns.push_back(std::move(column));
+    }
+    body["parameters"]["encoding"] = std::move(columns);
   }
   return Response::Json(200, Dump(body));
 }
@@ -326,20 +378,41 @@ void OipHandler::Infer(http::Request& request, std::string_view model,
   if (!parsed.ok()) {
     Response response = http::ErrorResponse(parsed.status());
     servable->metrics.CountRequest(servable->config.name, servable->version_string,
-  if (chosen.config.encoding) {
-    // The raw columns the input takes, and the categories each categorical one knows.
-    Json columns = Json::array();
-    for (const inference::EncodedColumn& c : chosen.config.encoding->columns) {
-      Json column = {{"column", c.column},
-                     {"kind", std::string(inference::EncodedColumnKindName(c.kind))}};
-      if (!c.categories.empty()) column["categories"] = c.categories;
-      columns.push_back(std::move(column));
-    }
-    body["parameters"]["encoding"] = std::move(columns);
-  }
                                    response.status);
     return respond(std::move(response));
   }
+
+  // A rollout in progress routes the requests that name no version: to the candidate for a
+  // share of the route keys (canary), or to the champion with a copy for the candidate (shadow).
+  // A candidate that cannot take the request counts an error against it; the champion answers.
+  std::shared_ptr<Rollout> rollout;
+  std::shared_ptr<const ServableVersion> shadow;
+  if (!version && rollouts_ != nullptr) rollout = rollouts_->Find(model);
+  if (rollout) {
+    const RouteDecision route =
+        rollout->Route(RouteKeyOf(request, *parsed, rollout->policy().route_key));
+    if (route.version != servable->config.version) {
+      auto target = manager_->Find(model, route.version);
+      StatusOr<InferRequest> reparsed = target.ok()
+                                            ? ParseInferRequest(request.body, (*target)->config)
+                                            : StatusOr<InferRequest>(target.status());
+      if (reparsed.ok()) {
+        servable = std::move(*target);
+        parsed = std::move(reparsed);
+      } else {
+        rollout->Observe(route.version, false, 0, {});
+      }
+    }
+    if (route.shadow) {
+      auto target = manager_->Find(model, *route.shadow);
+      if (target.ok() && (*target)->config.inputs.size() == servable->config.inputs.size()) {
+        shadow = std::move(*target);
+      } else {
+        rollout->Observe(*route.shadow, false, 0, {});
+      }
+    }
+  }
+  if (drift_ != nullptr) drift_->Observe(servable, parsed->inputs);
 
   // With insight events on, the request gets an id (the OIP `id`, else X-Request-Id, else a
   // new UUIDv7) that feedback refers to, and the inputs are kept for the emitter.
@@ -350,12 +423,19 @@ void OipHandler::Infer(http::Request& request, std::string_view model,
     if (request_id.empty()) request_id = queue::NewEventId(*clock_);
     kept_inputs = std::make_shared<std::vector<inference::Tensor>>(parsed->inputs);
   }
+  std::shared_ptr<BatchItem> shadow_item;
+  if (shadow) {
+    shadow_item = std::make_shared<BatchItem>();
+    shadow_item->inputs = parsed->inputs;
+    shadow_item->output_indices = parsed->output_indices;
+  }
   BatchItem item;
   item.inputs = std::move(parsed->inputs);
   item.output_indices = std::move(parsed->output_indices);
   item.done = [this, servable, started, id = std::move(parsed->id), respond = std::move(respond),
-               request_id = std::move(request_id), kept_inputs = std::move(kept_inputs)](
-                  StatusOr<std::vector<inference::Tensor>> outputs) mutable {
+               request_id = std::move(request_id), kept_inputs = std::move(kept_inputs), rollout,
+               shadow, shadow_item](StatusOr<std::vector<inference::Tensor>> outputs) mutable {
+    const double seconds = std::chrono::duration<double>(clock_->Now() - started).count();
     Response response =
         outputs.ok()
             ? Response::Json(200, SerializeInferResponse(servable->config.name,
@@ -364,15 +444,18 @@ void OipHandler::Infer(http::Request& request, std::string_view model,
     if (kept_inputs != nullptr) {
       response.headers.emplace_back("X-Request-Id", request_id);
       if (outputs.ok()) {
-        insights_->OnPrediction(servable, request_id, *kept_inputs, *outputs,
-                                std::chrono::duration<double>(clock_->Now() - started).count());
+        insights_->OnPrediction(servable, request_id, *kept_inputs, *outputs, seconds);
       }
+    }
+    if (rollout) {
+      rollout->Observe(servable->config.version, outputs.ok(), seconds,
+                       outputs.ok() ? RowScores(*outputs) : std::vector<double>());
     }
     servable->metrics.CountRequest(servable->config.name, servable->version_string,
                                    response.status);
-    servable->metrics.request_seconds->Observe(
-        std::chrono::duration<double>(clock_->Now() - started).count());
+    servable->metrics.request_seconds->Observe(seconds);
     respond(std::move(response));
+    if (shadow) RunShadow(rollout, shadow, std::move(*shadow_item));
   };
   if (servable->batcher) {
     servable->batcher->Submit(std::move(item));
@@ -383,6 +466,25 @@ void OipHandler::Infer(http::Request& request, std::string_view model,
   batch.push_back(std::move(item));
   servable->metrics.batch_rows->Observe(static_cast<double>(rows));
   RunBatch(*servable->model, batch);
+}
+
+void OipHandler::RunShadow(const std::shared_ptr<Rollout>& rollout,
+                           const std::shared_ptr<const ServableVersion>& shadow, BatchItem item) {
+  // After the champion's answer was handed over: the copy's result is only observed.
+  const Clock::SteadyTime started = clock_->Now();
+  item.done = [this, rollout, version = shadow->config.version,
+               started](StatusOr<std::vector<inference::Tensor>> outputs) {
+    rollout->Observe(version, outputs.ok(),
+                     std::chrono::duration<double>(clock_->Now() - started).count(),
+                     outputs.ok() ? RowScores(*outputs) : std::vector<double>());
+  };
+  if (shadow->batcher) {
+    shadow->batcher->Submit(std::move(item));
+    return;
+  }
+  std::vector<BatchItem> batch;
+  batch.push_back(std::move(item));
+  RunBatch(*shadow->model, batch);
 }
 
 void OipHandler::Feedback(const http::Request& request, std::string_view model,

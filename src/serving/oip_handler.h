@@ -6,12 +6,14 @@
 #define EDGELOOP_SERVING_OIP_HANDLER_H_
 
 #include <atomic>
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "common/clock.h"
 #include "common/metrics.h"
 #include "http/http.h"
+#include "serving/batcher.h"
 #include "serving/model_manager.h"
 
 namespace edgeloop::serving {
@@ -26,16 +28,22 @@ struct ControlAccess {
 };
 
 class Deployer;
+class DriftMonitor;
 class InsightEmitter;
+class Rollout;
+class RolloutRouter;
 
 class OipHandler : public http::Handler {
  public:
   // Every pointer must outlive the handler. `draining` turns readiness false while the server
-  // shuts down. `deployer` (may be null) answers GET /v2/deployment. `insights` (may be null)
-  // receives every successful prediction and serves POST /v2/models/{m}/feedback.
+  // shuts down. `deployer` (may be null) answers GET /v2/deployment, and its rollouts route
+  // requests that name no version (rollout.h). `insights` (may be null) receives every
+  // successful prediction and serves POST /v2/models/{m}/feedback. `drift` (may be null) sees
+  // every request's inputs and answers GET /v2/models/{m}/drift.
   OipHandler(ModelManager* manager, metrics::Registry* registry, Clock* clock,
              const std::atomic<bool>* draining, ControlAccess control,
-             const Deployer* deployer = nullptr, InsightEmitter* insights = nullptr);
+             const Deployer* deployer = nullptr, InsightEmitter* insights = nullptr,
+             DriftMonitor* drift = nullptr);
 
   void Handle(http::Request request, http::Responder respond) override;
 
@@ -44,6 +52,9 @@ class OipHandler : public http::Handler {
              http::Responder respond);
   void Feedback(const http::Request& request, std::string_view model,
                 std::optional<int64_t> version, http::Responder respond);
+  void RunShadow(const std::shared_ptr<Rollout>& rollout,
+                 const std::shared_ptr<const ServableVersion>& shadow, BatchItem item);
+  http::Response Drift(std::string_view model, std::optional<int64_t> version) const;
   http::Response ModelMetadata(std::string_view model, std::optional<int64_t> version) const;
   http::Response ModelReady(std::string_view model, std::optional<int64_t> version) const;
   http::Response ServerReady() const;
@@ -58,6 +69,8 @@ class OipHandler : public http::Handler {
   const ControlAccess control_;
   const Deployer* deployer_;
   InsightEmitter* insights_;
+  DriftMonitor* drift_;
+  RolloutRouter* rollouts_;  // the deployer's; null without one
 };
 
 }  // namespace edgeloop::serving

@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <filesystem>
@@ -96,8 +97,31 @@ Status RunServe(const ServeOptions& options) {
         "the repository control API (load/unload) is disabled: no --api-token-file and "
         "the server listens beyond loopback");
   }
+  // Drift monitoring: per model settings from the deployment file, else the flags'.
+  std::unique_ptr<DriftMonitor> drift;
+  {
+    DriftMonitorOptions drift_options;
+    drift_options.defaults = options.drift;
+    drift_options.metrics = &registry;
+    if (deployment) {
+      for (const DeployedModel& model : deployment->models) {
+        if (model.drift) drift_options.per_model[model.name] = *model.drift;
+      }
+    }
+    const bool any = drift_options.defaults.window_rows > 0 ||
+                     std::any_of(drift_options.per_model.begin(), drift_options.per_model.end(),
+                                 [](const auto& item) { return item.second.window_rows > 0; });
+    if (insights) {
+      drift_options.on_drift = [emitter = insights.get()](
+                                   const std::shared_ptr<const ServableVersion>& servable,
+                                   const DriftReport& report) {
+        emitter->OnDrift(servable, DriftEventJson(report));
+      };
+    }
+    if (any) drift = std::make_unique<DriftMonitor>(std::move(drift_options));
+  }
   OipHandler handler(manager.get(), &registry, Clock::Real(), &draining, std::move(control),
-                     deployer.get(), insights.get());
+                     deployer.get(), insights.get(), drift.get());
   std::unique_ptr<http::Handler> web_app;
   if (options.web_app) {
     WebAppContext context;

@@ -11,6 +11,7 @@
 
 #include "common/status.h"
 #include "http/server.h"
+#include "serving/drift.h"
 #include "serving/insight_emitter.h"
 
 namespace edgeloop::serving {
@@ -51,6 +52,9 @@ struct ServeOptions {
   // Insight events (insight_emitter.h): on when insights.queue_url is set. The emitter's clock
   // and metrics are filled in by RunServe.
   InsightOptions insights;
+  // Drift monitoring (drift.h) for models without `drift:` in the deployment file;
+  // window_rows 0 turns it off.
+  DriftSettings drift;
   // When set, the web app it builds answers every request and hands the OIP API's to `api`
   // (a factory, so that serving does not depend on the web app).
   WebAppFactory web_app;
