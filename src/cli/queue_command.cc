@@ -1,5 +1,6 @@
 // `edgeloop queue ...`: look into and operate the durable insight queue (embedded or Redis):
-// stats, peek, dlq ls, dlq replay, and append (for scripts, demos and tests).
+// stats, peek, dlq ls, dlq replay, and append, lease, ack, nack, release, dead-letter (for
+// scripts, demos, operators and tests).
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <iostream>
@@ -39,6 +40,8 @@ struct QueueCommandOptions {
   uint64_t fence = 0;
   std::string reason = "nacked from the command line";
   int64_t retry_after_ms = -1;  // -1: the retry policy's backoff
+  // release
+  int64_t delay_ms = 0;
 };
 
 int Fail(const Status& status) {
@@ -313,13 +316,37 @@ Status RunNack(const QueueCommandOptions& o) {
   return Status::Ok();
 }
 
+Status RunRelease(const QueueCommandOptions& o) {
+  if (o.delay_ms < 0) return InvalidArgumentError("--delay-ms must not be negative");
+  ASSIGN_OR_RETURN(auto q, OpenQueue(o, /*read_only=*/false));
+  RETURN_IF_ERROR(q->Release(LeaseFromFlags(o), std::chrono::milliseconds(o.delay_ms)));
+  if (o.json) {
+    PrintJson({{"released", true}});
+  } else {
+    std::cout << "released\n";
+  }
+  return Status::Ok();
+}
+
+Status RunDeadLetter(const QueueCommandOptions& o) {
+  if (o.reason.empty()) return InvalidArgumentError("--reason must not be empty");
+  ASSIGN_OR_RETURN(auto q, OpenQueue(o, /*read_only=*/false));
+  RETURN_IF_ERROR(q->DeadLetter(LeaseFromFlags(o), o.reason));
+  if (o.json) {
+    PrintJson({{"outcome", "dead-lettered"}});
+  } else {
+    std::cout << "dead-lettered\n";
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Command AddQueueCommand(CLI::App& root) {
   CLI::App* app = root.add_subcommand(
       "queue",
       "Inspect and operate the durable insight queue: stats, peek, dlq ls|replay, append, lease, "
-      "ack, nack");
+      "ack, nack, release, dead-letter");
   app->require_subcommand(1);
   auto o = std::make_shared<QueueCommandOptions>();
   auto run = std::make_shared<std::function<Status(const QueueCommandOptions&)>>();
@@ -382,6 +409,20 @@ Command AddQueueCommand(CLI::App& root) {
                    "Delay before the retry (default: the exponential backoff)");
   nack->add_option("--max-attempts", o->max_attempts, "Leases before the DLQ")
       ->capture_default_str();
+
+  CLI::App* release = command(
+      app, "release",
+      "Give a lease back without spending an attempt (visible again after --delay-ms)", RunRelease);
+  release->add_option("--handle", o->handle, "The lease's handle")->required();
+  release->add_option("--fence", o->fence, "The lease's fence")->required();
+  release->add_option("--delay-ms", o->delay_ms, "How long before it is visible again")
+      ->capture_default_str();
+  CLI::App* dead_letter = command(
+      app, "dead-letter", "Move a leased event to the dead-letter queue now", RunDeadLetter);
+  dead_letter->add_option("--handle", o->handle, "The lease's handle")->required();
+  dead_letter->add_option("--fence", o->fence, "The lease's fence")->required();
+  dead_letter->add_option("--consumer", o->consumer, "Consumer name")->capture_default_str();
+  dead_letter->add_option("--reason", o->reason, "Why (kept as its dead reason)")->required();
 
   return {app, [o, run] {
             if (!*run) return 2;

@@ -1,7 +1,8 @@
 """`edgeloop queue`: the CLI end to end against the embedded queue (a folder) and the Redis
 Streams queue (a real redis-server started here on 127.0.0.1, a free port, a temp dir, stopped by
-PID): append, stats, peek, lease/ack/nack, the dead-letter queue with its history and replay, the
-disk budget's drop order, and clear errors with non-zero exits for bad input.
+PID): append, stats, peek, lease/ack/nack/release/dead-letter, priority order (anomalies first on
+both backends), the dead-letter queue with its history and replay, the disk budget's drop order,
+and clear errors with non-zero exits for bad input.
 """
 import json
 import os
@@ -152,6 +153,60 @@ class QueueCliCases:
         self.assertGreater(stats["drops"].get("quota:insight", 0), 0)
         self.assertNotIn("quota:anomaly", stats["drops"])
         self.assertEqual(stats["depth_by_priority"]["10"], 4)
+
+    def test_anomalies_are_leased_first_then_oldest_first(self):
+        self.json_cli("append", "--type", "insight", "--payload", '{"n": 1}')
+        self.json_cli("append", "--type", "anomaly", "--payload", '{"n": 2}')
+        self.json_cli("append", "--type", "feedback", "--payload", '{"n": 3}')
+        self.json_cli("append", "--type", "anomaly", "--payload", '{"n": 4}')
+        peek = self.json_cli("peek", "--limit", "10")
+        self.assertEqual([p["payload"]["n"] for p in peek], [2, 4, 1, 3])
+        leases = self.json_cli("lease", "--consumer", "w", "--max", "10")
+        self.assertEqual([lease["payload"]["n"] for lease in leases], [2, 4, 1, 3])
+        self.assertEqual([lease["priority"] for lease in leases], [10, 10, 0, 0])
+
+    def test_release_spends_no_attempt_and_dead_letter_is_immediate(self):
+        self.json_cli("append", "--type", "anomaly", "--payload", '{"k": "v"}')
+        for _ in range(4):  # more releases than --max-attempts: never dead
+            leases = self.json_cli("lease", "--consumer", "w1", "--max-attempts", "2")
+            self.assertEqual(len(leases), 1)
+            self.assertEqual(leases[0]["attempts"], 1)
+            out = self.json_cli("release", "--handle", leases[0]["handle"], "--fence",
+                                leases[0]["fence"])
+            self.assertEqual(out, {"released": True})
+            # The released lease is no longer current: a second release is refused (exit 7).
+            again = queue_cli("release", "--queue", self.url, "--handle", leases[0]["handle"],
+                              "--fence", leases[0]["fence"], check=7)
+            self.assertIn("no longer current", again.stderr)
+        self.assertEqual(self.json_cli("stats")["dlq"], 0)
+
+        leases = self.json_cli("lease", "--consumer", "w2")
+        lease = leases[0]
+        text = queue_cli("dead-letter", "--queue", self.url, "--handle", lease["handle"],
+                         "--fence", lease["fence"], "--consumer", "w2", "--reason",
+                         "unsupported schema", check=0).stdout
+        self.assertIn("dead-lettered", text)
+        queue_cli("ack", "--queue", self.url, "--handle", lease["handle"], "--fence",
+                  lease["fence"], check=7)
+        dead = self.json_cli("dlq", "ls")
+        self.assertEqual(len(dead), 1)
+        self.assertEqual(dead[0]["reason"], "unsupported schema")
+        self.assertEqual(dead[0]["attempts"], 1)
+        self.assertEqual(dead[0]["priority"], 10)
+        self.assertEqual([(h["consumer"], h["reason"]) for h in dead[0]["history"]],
+                         [("w2", "unsupported schema")])
+        stats = self.json_cli("stats")
+        self.assertEqual(stats["ready"] + stats["leased"] + stats["retry"], 0)
+        self.assertEqual(stats["dead_lettered_total"], 1)
+
+        # Bad input: a negative delay, a missing reason.
+        r = queue_cli("release", "--queue", self.url, "--handle", lease["handle"], "--fence",
+                      lease["fence"], "--delay-ms", "-5", check=2)
+        self.assertIn("--delay-ms", r.stderr)
+        r = queue_cli("dead-letter", "--queue", self.url, "--handle", lease["handle"],
+                      "--fence", lease["fence"])
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("--reason", r.stderr)
 
     def test_bad_input_gives_a_clear_error(self):
         r = queue_cli("append", "--queue", self.url, stdin="not json\n", check=2)
