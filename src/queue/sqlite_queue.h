@@ -69,10 +69,10 @@ class SqliteQueue final : public Queue {
   // writer can still signal `done` after the caller has seen it and returned.
   struct Op {
     std::function<Status()> body;
-    bool durable = true;       // must be fsynced before the caller hears back
-    bool isolated = true;      // runs in its own savepoint (it may fail alone)
-    Status status;  // written by the writer before `done`
-    std::mutex mu;  // only the caller and the writer take it: no contention across callers
+    bool durable = true;   // must be fsynced before the caller hears back
+    bool isolated = true;  // runs in its own savepoint (it may fail alone)
+    Status status;         // written by the writer before `done`
+    std::mutex mu;         // only the caller and the writer take it: no contention across callers
     std::condition_variable done_cv;
     bool done = false;  // GUARDED_BY(mu)
   };
