@@ -227,7 +227,8 @@ int Run(const TrainCliOptions& o) {
   if (!lake.ok()) return Fail(lake.status());
   std::optional<int64_t> snapshot = spec->snapshot;
   if (o.snapshot > 0) snapshot = o.snapshot;
-  StatusOr<train::TableRead> read = train::ReadLakeTable(**lake, spec->table, snapshot, columns);
+  StatusOr<train::TableRead> read =
+      train::ReadLakeTable(**lake, spec->table, snapshot, columns, train::TrainThreads(*spec));
   if (!read.ok()) return Fail(read.status());
 
   if (!o.quiet) {

@@ -58,9 +58,24 @@ CsvRecordParser::Result CsvRecordParser::Parse(std::string_view data, bool at_eo
     }
     return Result::kNeedMore;
   };
+  // A malformed record (recover_malformed): its first physical line, as documented in csv.h.
+  auto malformed = [&](std::string reason) {
+    const auto* nl = static_cast<const char*>(std::memchr(begin, '\n', data.size()));
+    if (nl == nullptr && !at_eof) return need_more();
+    const char* line_end = nl == nullptr ? end : nl;
+    record->fields.clear();
+    record->quoted.clear();
+    record->error = std::move(reason);
+    record->raw = std::string_view(
+        begin, (line_end > begin && line_end[-1] == '\r' ? line_end - 1 : line_end) - begin);
+    *consumed = nl == nullptr ? data.size() : static_cast<size_t>(nl + 1 - begin);
+    *newlines = nl == nullptr ? 0 : 1;
+    return Result::kRecord;
+  };
   if (data.empty()) return Result::kNeedMore;
   record->fields.clear();
   record->quoted.clear();
+  record->error.clear();
   record->line = line;
   scratch_.clear();
   fixups_.clear();
@@ -77,6 +92,17 @@ CsvRecordParser::Result CsvRecordParser::Parse(std::string_view data, bool at_eo
       while (true) {
         const auto* r = static_cast<const char*>(std::memchr(q, quote, end - q));
         if (r == nullptr) {
+          if (options_.recover_malformed) {
+            if (at_eof) {
+              return malformed("quoted field " + std::to_string(record->fields.size() + 1) +
+                               " is never closed (the input ends inside it)");
+            }
+            if (static_cast<int64_t>(data.size()) > options_.max_record_bytes) {
+              return malformed("quoted field " + std::to_string(record->fields.size() + 1) +
+                               " is not closed within " +
+                               std::to_string(options_.max_record_bytes) + " bytes");
+            }
+          }
           if (!at_eof) return need_more();
           *error = LineError(line + lines, "the input ends inside a quoted field");
           return Result::kError;
@@ -119,8 +145,10 @@ CsvRecordParser::Result CsvRecordParser::Parse(std::string_view data, bool at_eo
         next = p + 1 == end ? end : p + 2;
         if (p + 1 < end) ++lines;
       } else {
-        *error = LineError(line + lines, "text after the closing quote of field " +
-                                             std::to_string(record->fields.size()));
+        const std::string what =
+            "text after the closing quote of field " + std::to_string(record->fields.size());
+        if (options_.recover_malformed) return malformed(what);
+        *error = LineError(line + lines, what);
         return Result::kError;
       }
     } else {
@@ -195,31 +223,45 @@ Status CsvTokenizer::Feed(std::string_view chunk, const RecordFn& on_record) {
   bool need_more = false;
   if (!pending_.empty()) {
     // Complete the carried record with growing slices of the chunk (doubling keeps the re-parse
-    // cost linear), then go on in the chunk itself without copying.
+    // cost linear), then go on in the chunk itself without copying. A malformed record may
+    // consume only the first line of what is carried, so records are parsed from `pos` until
+    // what is left lies within the chunk.
     size_t taken = 0;
     size_t take = std::max<size_t>(4096, pending_.size());
+    size_t pos = 0;
+    bool append = true;
     while (true) {
-      take = std::min(take, chunk.size() - taken);
-      pending_.append(chunk.substr(taken, take));
-      taken += take;
+      if (append) {
+        if (taken == chunk.size()) {
+          pending_.erase(0, pos);
+          return Status::Ok();
+        }
+        take = std::min(take, chunk.size() - taken);
+        pending_.append(chunk.substr(taken, take));
+        taken += take;
+      }
       size_t consumed = 0;
       int64_t newlines = 0;
       Status error;
-      const auto result =
-          parser_.Parse(pending_, false, line_, &record_, &consumed, &newlines, &error);
+      const auto result = parser_.Parse(std::string_view(pending_).substr(pos), false, line_,
+                                        &record_, &consumed, &newlines, &error);
       if (result == CsvRecordParser::Result::kError) return error;
       if (result == CsvRecordParser::Result::kNeedMore) {
-        if (taken == chunk.size()) return Status::Ok();
-        take = pending_.size();
+        take = pending_.size() - pos;
+        append = true;
         continue;
       }
       line_ += newlines;
       ++records_;
       RETURN_IF_ERROR(on_record(record_));
-      const size_t rest = pending_.size() - consumed;  // chunk bytes after the record
-      chunk = chunk.substr(taken - rest);
-      pending_.clear();
-      break;
+      pos += consumed;
+      const size_t rest = pending_.size() - pos;  // bytes after the record
+      if (rest <= taken) {                        // all of them from this chunk
+        chunk = chunk.substr(taken - rest);
+        pending_.clear();
+        break;
+      }
+      append = false;
     }
   }
   RETURN_IF_ERROR(Deliver(chunk, &used, false, on_record, &need_more));

@@ -19,14 +19,28 @@ struct CsvOptions {
   // Records longer than this are an error (a missing closing quote would otherwise swallow the
   // rest of the file into memory).
   int64_t max_record_bytes = 64 << 20;
+  // What a malformed record is: false (the lake's own data files): an error that stops the
+  // input. true (pipeline sources): a record with `error` set, after which parsing goes on at
+  // the next line (the resynchronisation rule below).
+  bool recover_malformed = false;
 };
 
 // One record. Views are valid only during the callback.
+//
+// Malformed records (only with CsvOptions::recover_malformed): a record is malformed when text
+// follows the closing quote of a field (`"abc"x,1`), or when a quoted field is not closed before
+// the input ends or within max_record_bytes. Such a record has `error` set (why, e.g. "text
+// after the closing quote of field 2"), no fields, and `raw` is the record's first physical line
+// (from its start to the first line end, which is consumed). Parsing resumes at the next line,
+// so an unbalanced quote costs the one line that holds it and the lines after it are read as
+// records again. (A stray quote inside an unquoted field, `ab"c`, is not malformed: it is kept
+// literally.)
 struct CsvRecord {
   std::vector<std::string_view> fields;  // unescaped ("" inside quotes becomes ")
   std::vector<uint8_t> quoted;           // 1 when the field was quoted
   int64_t line = 0;                      // 1-based line where the record starts
   std::string_view raw;                  // the record's bytes as they appeared (no newline)
+  std::string error;                     // non-empty: the record is malformed (see above)
 };
 
 // The record parser underneath CsvTokenizer, for callers that pull records from a buffer they
@@ -41,7 +55,8 @@ class CsvRecordParser {
   // Parses the record at the start of `data`. kRecord: fills `record` (line = `line`), and sets
   // `consumed` (bytes including the line end) and `newlines` (line ends consumed). kNeedMore:
   // `data` holds no complete record and `at_eof` is false (also when `data` is empty).
-  // kError: `error` says why, naming the line.
+  // kError: `error` says why, naming the line. With recover_malformed, a malformed record is
+  // kRecord with `record->error` set (see CsvRecord) instead of kError.
   Result Parse(std::string_view data, bool at_eof, int64_t line, CsvRecord* record,
                size_t* consumed, int64_t* newlines, Status* error);
 
@@ -61,7 +76,7 @@ class CsvRecordParser {
 // Not thread-safe. Accepts "\n" and "\r\n" line ends, quoted fields with delimiters, quotes ("")
 // and newlines inside, and a final record without a newline. A quote inside an unquoted field is
 // kept literally; text after a closing quote, or a file ending inside quotes, is an error naming
-// the line (kInvalidArgument).
+// the line (kInvalidArgument), or with recover_malformed a malformed record (see CsvRecord).
 class CsvTokenizer {
  public:
   using RecordFn = std::function<Status(const CsvRecord&)>;

@@ -73,6 +73,103 @@ TEST(CsvTest, ErrorsNameTheLine) {
   EXPECT_NE(rows.status().message().find("line 2"), std::string::npos) << rows.status();
 }
 
+// Tokenizes with recover_malformed; malformed records appear as {"!error", raw}.
+Rows TokenizeRecovering(std::string_view text, size_t piece, std::vector<int64_t>* lines,
+                        int64_t max_record_bytes = 64 << 20) {
+  CsvOptions options;
+  options.recover_malformed = true;
+  options.max_record_bytes = max_record_bytes;
+  CsvTokenizer tok(options);
+  Rows rows;
+  auto fn = [&](const CsvRecord& r) {
+    if (!r.error.empty()) {
+      EXPECT_TRUE(r.fields.empty());
+      rows.push_back({"!" + r.error, std::string(r.raw)});
+    } else {
+      rows.emplace_back(r.fields.begin(), r.fields.end());
+    }
+    lines->push_back(r.line);
+    return Status::Ok();
+  };
+  for (size_t i = 0; i < text.size(); i += piece) {
+    const Status s = tok.Feed(text.substr(i, piece), fn);
+    EXPECT_TRUE(s.ok()) << s;
+  }
+  const Status s = tok.Finish(fn);
+  EXPECT_TRUE(s.ok()) << s;
+  return rows;
+}
+
+TEST(CsvTest, StrayQuoteMidFieldIsAMalformedRecordAndParsingResumesAtTheNextLine) {
+  const std::string text = "a,b\n1,2\n\"3\"x,4\r\n5,\"6\"\n";
+  for (size_t piece : {1, 2, 3, 5, 64}) {
+    std::vector<int64_t> lines;
+    const Rows rows = TokenizeRecovering(text, piece, &lines);
+    EXPECT_EQ(rows, (Rows{{"a", "b"},
+                          {"1", "2"},
+                          {"!text after the closing quote of field 1", "\"3\"x,4"},
+                          {"5", "6"}}))
+        << piece;
+    EXPECT_EQ(lines, (std::vector<int64_t>{1, 2, 3, 4})) << piece;
+  }
+}
+
+TEST(CsvTest, UnterminatedQuoteAtEndOfInputCostsOnlyItsLine) {
+  const std::string text = "a,b\n1,\"never closed\n2,3\n4,5";
+  for (size_t piece : {1, 4, 7, 1000}) {
+    std::vector<int64_t> lines;
+    const Rows rows = TokenizeRecovering(text, piece, &lines);
+    EXPECT_EQ(
+        rows,
+        (Rows{{"a", "b"},
+              {"!quoted field 2 is never closed (the input ends inside it)", "1,\"never closed"},
+              {"2", "3"},
+              {"4", "5"}}))
+        << piece;
+    EXPECT_EQ(lines, (std::vector<int64_t>{1, 2, 3, 4})) << piece;
+  }
+  // The quote on the very last line, without a line end.
+  std::vector<int64_t> lines;
+  EXPECT_EQ(
+      TokenizeRecovering("x\n\"open", 2, &lines),
+      (Rows{{"x"}, {"!quoted field 1 is never closed (the input ends inside it)", "\"open"}}));
+}
+
+TEST(CsvTest, EmbeddedNewlinesStayValidAndAMalformedMultiLineRecordRejectsItsFirstLine) {
+  // A quoted field over two lines is one good record; an unbalanced quote closed by a quote on
+  // a later line gives text after the closing quote: only the first line is rejected and the
+  // next line is read again as a record.
+  const std::string text = "id,note\n1,\"two\nlines\"\n2,\"unbalanced\n3,\"ok\"\n4,\"x\"\"y\"\n";
+  for (size_t piece : {1, 3, 8, 1000}) {
+    std::vector<int64_t> lines;
+    const Rows rows = TokenizeRecovering(text, piece, &lines);
+    EXPECT_EQ(rows, (Rows{{"id", "note"},
+                          {"1", "two\nlines"},
+                          {"!text after the closing quote of field 2", "2,\"unbalanced"},
+                          {"3", "ok"},
+                          {"4", "x\"y"}}))
+        << piece;
+    EXPECT_EQ(lines, (std::vector<int64_t>{1, 2, 4, 5, 6})) << piece;
+  }
+}
+
+TEST(CsvTest, RunawayQuoteIsMalformedAtTheRecordLimitWhenRecovering) {
+  // No closing quote within max_record_bytes: the record is rejected at the limit (memory stays
+  // bounded) and the lines after it are records again.
+  std::string text = "1,\"open\n";
+  for (int i = 0; i < 50; ++i) text += std::to_string(i) + ",x\n";
+  for (size_t piece : {7, 64, 4096}) {
+    std::vector<int64_t> lines;
+    const Rows rows = TokenizeRecovering(text, piece, &lines, /*max_record_bytes=*/100);
+    ASSERT_EQ(rows.size(), 51u) << piece;
+    EXPECT_EQ(rows[0],
+              (Rows::value_type{"!quoted field 2 is not closed within 100 bytes", "1,\"open"}));
+    EXPECT_EQ(rows[1], (Rows::value_type{"0", "x"}));
+    EXPECT_EQ(rows[50], (Rows::value_type{"49", "x"}));
+    EXPECT_EQ(lines.back(), 51);
+  }
+}
+
 TEST(CsvTest, RecordLimitStopsRunawayQuotes) {
   CsvOptions options;
   options.max_record_bytes = 100;

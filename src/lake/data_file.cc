@@ -8,7 +8,12 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <thread>
 
 #include "lake/csv.h"
 #include "lake/fs.h"
@@ -18,6 +23,10 @@ namespace edgeloop::lake {
 namespace {
 
 constexpr size_t kFlushBytes = 1 << 20;  // CSV text handed to zstd at a time
+// zstd's job size on its worker thread. The default for level 3 (8 MiB jobs, a 32 MiB input
+// ring) costs about 34 MiB per open file, so memory grew with every partition a write touched;
+// the minimum (512 KiB) keeps a file writer at a few MiB and the compression on its own core.
+constexpr int kZstdJobBytes = 512 << 10;
 
 // Bytes that force a string field into quotes.
 struct QuoteTable {
@@ -183,7 +192,9 @@ class CsvZstWriter : public DataFileWriter {
     ZSTD_CCtx_setParameter(cctx_, ZSTD_c_checksumFlag, 1);
     // Compress on a second thread when the library is built with threads (Debian's is); the
     // call fails harmlessly otherwise.
-    ZSTD_CCtx_setParameter(cctx_, ZSTD_c_nbWorkers, 1);
+    if (!ZSTD_isError(ZSTD_CCtx_setParameter(cctx_, ZSTD_c_nbWorkers, 1))) {
+      ZSTD_CCtx_setParameter(cctx_, ZSTD_c_jobSize, kZstdJobBytes);
+    }
     out_.resize(ZSTD_CStreamOutSize());
     for (const Field& f : schema_->fields) {
       StatsAccumulator s;
@@ -273,11 +284,18 @@ class CsvZstWriter : public DataFileWriter {
       }
       *o++ = '\n';
       len_ = static_cast<size_t>(o - buf_.get());
+      // Hand the text to zstd as it fills, so that the buffer stays at kFlushBytes however
+      // large the batch is.
+      if (len_ >= kFlushBytes) RETURN_IF_ERROR(Compress(ZSTD_e_continue));
     }
     for (size_t c = 0; c < ncols; ++c) stats_[c].Add(batch.column(c));
     rows_ += rows;
-    if (len_ >= kFlushBytes) RETURN_IF_ERROR(Compress(ZSTD_e_continue));
     return Status::Ok();
+  }
+
+  int64_t memory_bytes() const override {
+    return static_cast<int64_t>(cap_ + out_.capacity() +
+                                (cctx_ == nullptr ? 0 : ZSTD_sizeof_CCtx(cctx_)));
   }
 
   // Compressed bytes on disk plus an estimate (4:1) for text still buffered, so that small
@@ -375,6 +393,10 @@ class CsvZstWriter : public DataFileWriter {
       if (done) break;
     }
     len_ = 0;
+    if (cap_ > 4 * kFlushBytes) {  // grown for one very long row: give it back
+      buf_.reset();
+      cap_ = 0;
+    }
     return Status::Ok();
   }
 
@@ -397,12 +419,19 @@ class CsvZstWriter : public DataFileWriter {
 class CsvZstReader : public DataFileReader {
  public:
   CsvZstReader(std::filesystem::path path, std::shared_ptr<const Schema> file_schema,
-               std::shared_ptr<const Schema> read_schema)
+               std::shared_ptr<const Schema> read_schema, int threads)
       : path_(std::move(path)),
         file_schema_(std::move(file_schema)),
-        read_schema_(std::move(read_schema)) {}
+        read_schema_(std::move(read_schema)),
+        threads_(threads) {}
 
   ~CsvZstReader() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (std::thread& t : pool_) t.join();
     if (fd_ >= 0) ::close(fd_);
     if (dctx_ != nullptr) ZSTD_freeDCtx(dctx_);
   }
@@ -445,44 +474,231 @@ class CsvZstReader : public DataFileReader {
   }
 
   StatusOr<bool> Next(Batch* batch, int64_t max_rows) override {
+    if (threads_ > 1) return NextParallel(batch, max_rows);
     if (batch->schema() != read_schema_ || batch->columns().size() != read_schema_->fields.size()) {
       *batch = Batch(read_schema_);
     } else {
       batch->Clear();
     }
-    const size_t nfile = file_schema_->fields.size();
     CsvRecord record;
     while (batch->num_rows() < max_rows) {
       ASSIGN_OR_RETURN(const bool got, NextRecord(&record));
       if (!got) break;
-      if (record.fields.size() != nfile) {
-        return Corrupt("line " + std::to_string(record.line) + " has " +
-                       std::to_string(record.fields.size()) + " fields, expected " +
-                       std::to_string(nfile));
-      }
-      for (size_t c = 0; c < mapping_.size(); ++c) {
-        Column& col = batch->column(c);
-        if (mapping_[c] < 0) {
-          col.AppendNull();
-          continue;
-        }
-        const std::string_view text = record.fields[mapping_[c]];
-        if (text.empty() && !record.quoted[mapping_[c]]) {
-          col.AppendNull();
-          continue;
-        }
-        if (!AppendParsed(&col, text)) {
-          return Corrupt("line " + std::to_string(record.line) + ": '" +
-                         std::string(text.substr(0, 100)) + "' is not a valid " +
-                         std::string(TypeName(col.type())) + " for column '" +
-                         read_schema_->fields[c].name + "'");
-        }
-      }
+      RETURN_IF_ERROR(AppendRecord(record, batch));
     }
     return batch->num_rows() > 0;
   }
 
  private:
+  // Text of whole records, cut from the decompressed stream, and what parsing it gave.
+  struct Block {
+    int64_t seq = 0;
+    std::string text;
+    int64_t first_line = 0;
+    bool last = false;  // the end of the file's data
+    Status error;       // set by the producer (a corrupt frame): the reader fails here
+  };
+  struct Parsed {
+    Status status;
+    std::vector<Batch> batches;
+    bool last = false;
+  };
+
+  // Appends `record` (a data row) to `batch`, or says why the file is corrupt.
+  Status AppendRecord(const CsvRecord& record, Batch* batch) const {
+    const size_t nfile = file_schema_->fields.size();
+    if (record.fields.size() != nfile) {
+      return Corrupt("line " + std::to_string(record.line) + " has " +
+                     std::to_string(record.fields.size()) + " fields, expected " +
+                     std::to_string(nfile));
+    }
+    for (size_t c = 0; c < mapping_.size(); ++c) {
+      Column& col = batch->column(c);
+      if (mapping_[c] < 0) {
+        col.AppendNull();
+        continue;
+      }
+      const std::string_view text = record.fields[mapping_[c]];
+      if (text.empty() && !record.quoted[mapping_[c]]) {
+        col.AppendNull();
+        continue;
+      }
+      if (!AppendParsed(&col, text)) {
+        return Corrupt("line " + std::to_string(record.line) + ": '" +
+                       std::string(text.substr(0, 100)) + "' is not a valid " +
+                       std::string(TypeName(col.type())) + " for column '" +
+                       read_schema_->fields[c].name + "'");
+      }
+    }
+    return Status::Ok();
+  }
+
+  // Parallel reading (threads_ > 1): one producer thread decompresses and cuts the text into
+  // blocks of whole records; threads_ workers parse blocks into batches; Next hands the batches
+  // out in file order. At most kMaxBlocksInFlight blocks are decompressed and not yet handed
+  // out, so memory is bounded. The file's first error (in file order) is the one reported.
+  static constexpr size_t kBlockBytes = 4 << 20;
+
+  StatusOr<bool> NextParallel(Batch* batch, int64_t max_rows) {
+    if (!started_) {
+      started_ = true;
+      max_rows_ = max_rows;
+      pool_.emplace_back([this] { Produce(); });
+      for (int i = 0; i < threads_; ++i) pool_.emplace_back([this] { Work(); });
+    }
+    while (true) {
+      if (current_index_ < current_.batches.size()) {
+        *batch = std::move(current_.batches[current_index_++]);
+        return true;
+      }
+      if (!failed_.ok()) return failed_;
+      if (current_.last) return false;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return done_.count(next_seq_) > 0; });
+        current_ = std::move(done_[next_seq_]);
+        done_.erase(next_seq_);
+        ++next_seq_;
+      }
+      cv_.notify_all();  // the producer may cut the next block
+      current_index_ = 0;
+      if (!current_.status.ok()) {
+        failed_ = current_.status;
+        current_.batches.clear();
+      }
+    }
+  }
+
+  // The length of the longest prefix of `text` (which starts at a record boundary) that ends
+  // with a line end outside quotes, or 0. In these files a quote only appears inside quoted
+  // fields (as ""), so a line end is outside quotes exactly when the quotes before it are even
+  // in number.
+  static size_t RecordBoundary(std::string_view text) {
+    auto count_quotes = [](const char* p, const char* end) {
+      size_t n = 0;
+      while ((p = static_cast<const char*>(std::memchr(p, '"', end - p))) != nullptr) {
+        ++n;
+        ++p;
+      }
+      return n;
+    };
+    const char* begin = text.data();
+    const auto* nl = static_cast<const char*>(::memrchr(begin, '\n', text.size()));
+    if (nl == nullptr) return 0;
+    size_t quotes = count_quotes(begin, nl);
+    while (quotes % 2 != 0) {
+      const auto* previous = static_cast<const char*>(::memrchr(begin, '\n', nl - begin));
+      if (previous == nullptr) return 0;
+      quotes -= count_quotes(previous, nl);
+      nl = previous;
+    }
+    return static_cast<size_t>(nl + 1 - begin);
+  }
+
+  void Produce() {
+    int64_t seq = 0;
+    int64_t line = line_;
+    text_.erase(0, pos_);  // after the header
+    pos_ = 0;
+    while (true) {
+      Block block;
+      block.seq = seq++;
+      size_t cut = 0;
+      while (true) {
+        if (eof_) {
+          cut = text_.size();
+          break;
+        }
+        if (text_.size() >= kBlockBytes) {
+          cut = RecordBoundary(text_);
+          if (cut > 0) break;
+          // No record ends in sight: let the parser report the over-long record.
+          if (text_.size() > static_cast<size_t>(CsvOptions().max_record_bytes) + kBlockBytes) {
+            cut = text_.size();
+            break;
+          }
+        }
+        block.error = Fill();
+        if (!block.error.ok()) break;
+      }
+      if (block.error.ok()) {
+        block.text = text_.substr(0, cut);
+        text_.erase(0, cut);
+        block.first_line = line;
+        block.last = eof_ && text_.empty();
+        for (const char *p = block.text.data(), *end = p + block.text.size();
+             (p = static_cast<const char*>(std::memchr(p, '\n', end - p))) != nullptr; ++p) {
+          ++line;
+        }
+      } else {
+        block.last = true;
+      }
+      const bool last = block.last;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return stop_ || block.seq - next_seq_ < kMaxBlocksInFlight; });
+        if (stop_) return;
+        work_.push_back(std::move(block));
+      }
+      cv_.notify_all();
+      if (last) break;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    produced_all_ = true;
+    cv_.notify_all();
+  }
+
+  void Work() {
+    CsvRecordParser parser;
+    while (true) {
+      Block block;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return stop_ || !work_.empty() || produced_all_; });
+        if (stop_ || work_.empty()) return;
+        block = std::move(work_.front());
+        work_.pop_front();
+      }
+      Parsed parsed;
+      parsed.last = block.last;
+      parsed.status = block.error.ok() ? ParseBlock(block, &parser, &parsed.batches) : block.error;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        done_[block.seq] = std::move(parsed);
+      }
+      cv_.notify_all();
+    }
+  }
+
+  Status ParseBlock(const Block& block, CsvRecordParser* parser, std::vector<Batch>* out) const {
+    const std::string_view text = block.text;
+    size_t pos = 0;
+    int64_t line = block.first_line;
+    CsvRecord record;
+    while (pos < text.size()) {
+      size_t consumed = 0;
+      int64_t newlines = 0;
+      Status error;
+      switch (parser->Parse(text.substr(pos), block.last, line, &record, &consumed, &newlines,
+                            &error)) {
+        case CsvRecordParser::Result::kError:
+          return Corrupt(error.message());
+        case CsvRecordParser::Result::kNeedMore:
+          return Corrupt("line " + std::to_string(line) + ": a record that does not end");
+        case CsvRecordParser::Result::kRecord:
+          break;
+      }
+      pos += consumed;
+      line += newlines;
+      if (out->empty() || out->back().num_rows() >= max_rows_) {
+        out->emplace_back(read_schema_);
+        for (Column& c : out->back().columns()) c.Reserve(max_rows_);
+      }
+      RETURN_IF_ERROR(AppendRecord(record, &out->back()));
+    }
+    return Status::Ok();
+  }
+
   static bool AppendParsed(Column* col, std::string_view text) {
     switch (col->type()) {
       case Type::kBool: {
@@ -602,6 +818,23 @@ class CsvZstReader : public DataFileReader {
   size_t pos_ = 0;
   int64_t line_ = 1;
   CsvRecordParser parser_;
+
+  // Parallel reading; the decompression state above then belongs to the producer thread.
+  static constexpr int64_t kMaxBlocksInFlight = 8;
+  const int threads_;
+  bool started_ = false;
+  int64_t max_rows_ = 0;
+  std::vector<std::thread> pool_;
+  Parsed current_;  // the block Next hands out
+  size_t current_index_ = 0;
+  Status failed_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Block> work_;          // GUARDED_BY(mu_)
+  std::map<int64_t, Parsed> done_;  // GUARDED_BY(mu_)
+  int64_t next_seq_ = 0;            // GUARDED_BY(mu_): the block Next takes next
+  bool produced_all_ = false;       // GUARDED_BY(mu_)
+  bool stop_ = false;               // GUARDED_BY(mu_)
 };
 
 }  // namespace
@@ -622,12 +855,12 @@ StatusOr<std::unique_ptr<DataFileWriter>> OpenDataFileWriter(const std::filesyst
 
 StatusOr<std::unique_ptr<DataFileReader>> OpenDataFileReader(
     const std::filesystem::path& path, std::shared_ptr<const Schema> file_schema,
-    std::shared_ptr<const Schema> read_schema) {
+    std::shared_ptr<const Schema> read_schema, int threads) {
   if (file_schema == nullptr || read_schema == nullptr) {
     return InvalidArgumentError("data file reader needs both schemas");
   }
   auto reader =
-      std::make_unique<CsvZstReader>(path, std::move(file_schema), std::move(read_schema));
+      std::make_unique<CsvZstReader>(path, std::move(file_schema), std::move(read_schema), threads);
   RETURN_IF_ERROR(reader->Open());
   return std::unique_ptr<DataFileReader>(std::move(reader));
 }

@@ -46,6 +46,9 @@ class DataFileWriter {
   // Bytes written so far (compressed, plus an estimate for text not yet compressed), to decide
   // when to roll to a new file.
   virtual int64_t bytes_written() const = 0;
+  // Memory the writer holds (text buffer, compression contexts and their buffers). Bounded by a
+  // constant, whatever the number and size of the batches written (see data_file.cc).
+  virtual int64_t memory_bytes() const = 0;
   virtual StatusOr<FileStats> Finish() = 0;
 };
 
@@ -71,9 +74,12 @@ StatusOr<std::unique_ptr<DataFileWriter>> OpenDataFileWriter(const std::filesyst
 // Reads a file written with `file_schema` and returns batches of `read_schema`: fields are
 // matched by id (renames are safe), fields missing from the file read as null, and widened
 // types are converted. kDataLoss for a corrupt or truncated file.
+// `threads` > 1 parses on that many threads besides one that decompresses (rows still come in
+// file order, in batches of up to the first Next call's `max_rows`); 1 reads on the caller's
+// thread.
 StatusOr<std::unique_ptr<DataFileReader>> OpenDataFileReader(
     const std::filesystem::path& path, std::shared_ptr<const Schema> file_schema,
-    std::shared_ptr<const Schema> read_schema);
+    std::shared_ptr<const Schema> read_schema, int threads = 1);
 
 }  // namespace edgeloop::lake
 

@@ -277,5 +277,42 @@ TEST(DataFileTest, WrongBatchIsRefusedAndAbandonedFileLeavesNothing) {
   EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
 }
 
+TEST(DataFileTest, WriterMemoryStaysBoundedWhateverTheBatchSizeAndFileLength) {
+  // Batches of 50k rows (about 4.5 MB of CSV each) into one file: the text buffer is handed to
+  // zstd as it fills and zstd's worker uses small jobs, so the writer's memory (buffers and
+  // compression contexts as allocated, not as timed) stays under a constant.
+  constexpr int64_t kBound = 8 << 20;
+  testing::TempDir dir;
+  auto schema = std::make_shared<Schema>(
+      Schema{1, {{1, "id", Type::kInt64}, {2, "note", Type::kString}, {3, "x", Type::kDouble}}});
+  auto note = [](int64_t id) {
+    return "machine-" + std::to_string(id % 977) + " reading " +
+           std::string(40 + id % 23, static_cast<char>('a' + id % 26));
+  };
+  auto writer = OpenDataFileWriter(dir.path() / "big.csv.zst", schema);
+  ASSERT_TRUE(writer.ok()) << writer.status();
+  int64_t id = 0;
+  int64_t largest = 0;
+  for (int b = 0; b < 5; ++b) {
+    Batch batch(schema);
+    for (int r = 0; r < 50'000; ++r, ++id) {
+      batch.column(0).AppendInt(id * 7919);
+      batch.column(1).AppendString(note(id));
+      batch.column(2).AppendDouble(static_cast<double>(id) / 3);
+    }
+    ASSERT_TRUE((*writer)->Write(batch).ok());
+    largest = std::max(largest, (*writer)->memory_bytes());
+    EXPECT_LE((*writer)->memory_bytes(), kBound) << "after batch " << b;
+  }
+  EXPECT_GT(largest, 0);
+  auto stats = (*writer)->Finish();
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  EXPECT_EQ(stats->rows, id);
+  auto back = ReadAll(dir.path() / "big.csv.zst", schema, schema, 65536);
+  ASSERT_TRUE(back.ok()) << back.status();
+  ASSERT_EQ(back->num_rows(), id);
+  EXPECT_EQ(back->column(1).GetString(id - 1), note(id - 1));
+}
+
 }  // namespace
 }  // namespace edgeloop::lake

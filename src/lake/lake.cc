@@ -253,6 +253,11 @@ class TableWriterImpl : public TableWriter {
 
   Status Write(const Batch& batch) override;
   int64_t rows_written() const override { return rows_; }
+  int64_t memory_bytes() const override {
+    int64_t bytes = 0;
+    for (const auto& [partition, file] : open_) bytes += file.writer->memory_bytes();
+    return bytes;
+  }
 
   // Finishes every open file; `files` then holds everything written.
   Status FinishAll();
@@ -331,8 +336,11 @@ class TableReaderImpl : public TableReader {
     std::shared_ptr<const Schema> schema;
   };
   TableReaderImpl(std::shared_ptr<const Schema> schema, std::vector<FileToRead> files,
-                  int64_t batch_rows)
-      : schema_(std::move(schema)), files_(std::move(files)), batch_rows_(batch_rows) {}
+                  int64_t batch_rows, int threads)
+      : schema_(std::move(schema)),
+        files_(std::move(files)),
+        batch_rows_(batch_rows),
+        threads_(threads) {}
 
   StatusOr<bool> Next(Batch* batch) override {
     while (true) {
@@ -347,7 +355,7 @@ class TableReaderImpl : public TableReader {
           return DataLossError("data file " + f.path.string() + " has " + std::to_string(size) +
                                " bytes, the catalog recorded " + std::to_string(f.bytes));
         }
-        ASSIGN_OR_RETURN(reader_, OpenDataFileReader(f.path, f.schema, schema_));
+        ASSIGN_OR_RETURN(reader_, OpenDataFileReader(f.path, f.schema, schema_, threads_));
       }
       ASSIGN_OR_RETURN(const bool more, reader_->Next(batch, batch_rows_));
       if (more) return true;
@@ -361,6 +369,7 @@ class TableReaderImpl : public TableReader {
   std::vector<FileToRead> files_;
   size_t next_ = 0;
   int64_t batch_rows_;
+  int threads_;
   std::unique_ptr<DataFileReader> reader_;
 };
 
@@ -885,8 +894,8 @@ StatusOr<std::unique_ptr<TableReader>> LakeImpl::Scan(const std::string& table,
     }
     to_read.push_back({root_ / f.path, f.stats.bytes, it->second});
   }
-  return std::unique_ptr<TableReader>(
-      new TableReaderImpl(std::move(read_schema), std::move(to_read), options_.read_batch_rows));
+  return std::unique_ptr<TableReader>(new TableReaderImpl(
+      std::move(read_schema), std::move(to_read), options_.read_batch_rows, options.threads));
 }
 
 StatusOr<std::optional<std::string>> LakeImpl::Watermark(const std::string& table,
@@ -1243,9 +1252,9 @@ Status TableWriterImpl::Write(const Batch& batch) {
       for (auto& [key, part] : scratch_) {
         if (part.num_rows() == 0) continue;
         RETURN_IF_ERROR(WriteTo(key, part));
-        part.Clear();
       }
-      if (scratch_.size() > kMaxOpenPartitionFiles) scratch_.clear();
+      // Not kept between batches: each would hold a batch's worth of capacity per partition.
+      scratch_.clear();
     }
   }
   rows_ += rows;

@@ -99,6 +99,9 @@ class TableWriter {
   // `batch` must have the table's current schema (see Lake::Describe).
   virtual Status Write(const Batch& batch) = 0;
   virtual int64_t rows_written() const = 0;
+  // Memory held between writes: the open data files' buffers and compression contexts (at most
+  // 8 files are open at once). Does not grow with the number of rows written.
+  virtual int64_t memory_bytes() const = 0;
 };
 
 // One atomic commit over one or more tables. Not thread-safe. Destroying it without Commit()
@@ -146,6 +149,9 @@ struct ScanOptions {
   std::vector<std::string> columns;  // all when empty
   // Only files whose partition value is in this list (e.g. {"day=2026-11-27"}); all when empty.
   std::vector<std::string> partitions;
+  // Parse each data file on this many threads (plus one that decompresses); rows still come
+  // in the same order. 1: on the caller's thread.
+  int threads = 1;
 };
 
 struct CompactOptions {

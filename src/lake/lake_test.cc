@@ -648,6 +648,42 @@ TEST_F(LakeTest, SmallTargetRollsFiles) {
   EXPECT_EQ(ScanAll(lake_.get(), "events")->ids, Range(0, 30));
 }
 
+TEST_F(LakeTest, OpenPartitionFilesHoldBoundedMemory) {
+  // 12 days of rows, about 1.5 MB of CSV per day, in batches that each span more than one day:
+  // every partition file compresses, at most 8 are open, and each holds a few MiB. (With zstd's
+  // default worker jobs each open file held about 34 MiB, so memory grew with the partitions
+  // a load touched.)
+  CreateEvents();
+  const Schema schema = lake_->Describe("events")->schema;
+  auto txn = lake_->Begin();
+  ASSERT_TRUE(txn.ok());
+  auto w = (*txn)->Writer("events");
+  ASSERT_TRUE(w.ok());
+  const int64_t t0 = *ParseTimestamp("2026-11-01T00:00:00Z");
+  constexpr int64_t kRowsPerDay = 16'000;
+  constexpr int64_t kRows = 12 * kRowsPerDay;
+  const std::string pad(80, 'p');
+  int64_t largest = 0;
+  for (int64_t first = 0; first < kRows; first += 20'000) {
+    Batch b(std::make_shared<Schema>(schema));
+    for (int64_t i = first; i < std::min(kRows, first + 20'000); ++i) {
+      b.column(0).AppendInt(i);
+      b.column(1).AppendInt(t0 + i * (kMicrosPerDay / kRowsPerDay));
+      b.column(2).AppendString(pad + std::to_string(i));
+      b.column(3).AppendDouble(static_cast<double>(i) / 8);
+    }
+    ASSERT_TRUE((*w)->Write(b).ok());
+    largest = std::max(largest, (*w)->memory_bytes());
+  }
+  EXPECT_GT(largest, 0);
+  EXPECT_LE(largest, 8 * (6 << 20));
+  ASSERT_TRUE((*txn)->Commit().ok());
+  EXPECT_EQ(ScanAll(lake_.get(), "events")->ids, Range(0, kRows));
+  std::set<std::string> days;
+  for (const DataFileInfo& f : *lake_->Files("events")) days.insert(f.partition);
+  EXPECT_EQ(days.size(), 12u);
+}
+
 // A child process commits; a fault hook kills it with SIGKILL at `point`.
 void CommitAndDieAt(const fs::path& root, const std::string& point, int64_t first) {
   const pid_t pid = ::fork();

@@ -8,51 +8,22 @@
 #include <limits>
 #include <utility>
 
+#include "lake/calendar.h"
+
 namespace edgeloop::pipeline {
 
 using lake::Batch;
+using lake::CivilDate;
+using lake::CivilFromDays;
 using lake::Column;
+using lake::DaysFromCivil;
+using lake::FloorDiv;
+using lake::kMicrosPerDay;
+using lake::kMicrosPerSecond;
 using lake::Schema;
 using lake::Type;
 
 namespace {
-
-constexpr int64_t kMicrosPerSecond = 1'000'000;
-constexpr int64_t kMicrosPerDay = 86'400 * kMicrosPerSecond;
-
-int64_t FloorDiv(int64_t a, int64_t b) {
-  const int64_t q = a / b;
-  return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
-}
-
-// Civil calendar conversions (proleptic Gregorian; H. Hinnant's algorithms).
-int64_t DaysFromCivil(int64_t y, unsigned m, unsigned d) {
-  y -= m <= 2;
-  const int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const auto yoe = static_cast<unsigned>(y - era * 400);
-  const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + static_cast<int64_t>(doe) - 719468;
-}
-
-struct Civil {
-  int64_t year;
-  unsigned month;
-  unsigned day;
-};
-
-Civil CivilFromDays(int64_t z) {
-  z += 719468;
-  const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-  const auto doe = static_cast<unsigned>(z - era * 146097);
-  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-  const int64_t y = static_cast<int64_t>(yoe) + era * 400;
-  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-  const unsigned mp = (5 * doy + 2) / 153;
-  const unsigned d = doy - (153 * mp + 2) / 5 + 1;
-  const unsigned m = mp < 10 ? mp + 3 : mp - 9;
-  return {y + (m <= 2), m, d};
-}
 
 bool IsNumeric(Type t) { return t == Type::kInt64 || t == Type::kDouble; }
 bool IsTemporal(Type t) { return t == Type::kTimestamp || t == Type::kDate; }
@@ -1341,7 +1312,7 @@ class Evaluator {
     if (unit == "hour") return FloorDiv(micros, 3600 * kMicrosPerSecond) * 3600 * kMicrosPerSecond;
     const int64_t days = FloorDiv(micros, kMicrosPerDay);
     if (unit == "day") return days * kMicrosPerDay;
-    const Civil c = CivilFromDays(days);
+    const CivilDate c = CivilFromDays(days);
     return DaysFromCivil(c.year, unit == "year" ? 1 : c.month, 1) * kMicrosPerDay;
   }
 
@@ -1351,7 +1322,7 @@ class Evaluator {
     if (fn == "hour") return in_day / (3600 * kMicrosPerSecond);
     if (fn == "minute") return in_day / (60 * kMicrosPerSecond) % 60;
     if (fn == "second") return in_day / kMicrosPerSecond % 60;
-    const Civil c = CivilFromDays(days);
+    const CivilDate c = CivilFromDays(days);
     if (fn == "year") return c.year;
     if (fn == "month") return c.month;
     return c.day;

@@ -90,7 +90,11 @@ class BatchBuilder {
 class CsvReader {
  public:
   CsvReader(const SourceSpec& spec, BatchBuilder* builder)
-      : builder_(builder), tokenizer_(lake::CsvOptions{spec.delimiter, '"', 64 << 20}) {
+      : builder_(builder),
+        tokenizer_(lake::CsvOptions{.delimiter = spec.delimiter,
+                                    .quote = '"',
+                                    .max_record_bytes = 64 << 20,
+                                    .recover_malformed = true}) {
     const Schema& schema = builder->schema();
     parsed_.resize(schema.fields.size());
     if (!spec.header) setup_ = MapColumns(spec.columns);
@@ -133,6 +137,12 @@ class CsvReader {
 
   Status OnRecord(const lake::CsvRecord& r) {
     RETURN_IF_ERROR(setup_);
+    if (!r.error.empty()) {
+      // Malformed quoting: the header cannot be guessed, a row is rejected (its first line;
+      // the tokenizer resumes at the next line).
+      if (!mapped_) return InvalidArgumentError("line " + std::to_string(r.line) + ": " + r.error);
+      return builder_->Reject(r.line, r.raw, "malformed CSV: " + r.error);
+    }
     if (r.fields.size() == 1 && r.fields[0].empty() && !r.quoted[0]) return Status::Ok();
     if (!mapped_) {
       std::vector<std::string> names;

@@ -251,7 +251,8 @@ StatusOr<StepSpec> ParseStep(const Context& c, const YAML::Node& node, size_t in
     ASSIGN_OR_RETURN(step.pairs, c.Pairs(body, where + " derive"));
   } else if (kind == "dedupe") {
     step.kind = StepSpec::Kind::kDedupe;
-    RETURN_IF_ERROR(c.CheckKeys(body, where + " dedupe", {"key", "keep", "order_by"}));
+    RETURN_IF_ERROR(
+        c.CheckKeys(body, where + " dedupe", {"key", "keep", "order_by", "max_memory_mb"}));
     if (!body["key"]) return c.Error(body, where + " dedupe needs 'key'");
     ASSIGN_OR_RETURN(step.key, c.Names(body["key"], where + " dedupe key"));
     if (body["keep"]) {
@@ -269,7 +270,8 @@ StatusOr<StepSpec> ParseStep(const Context& c, const YAML::Node& node, size_t in
     }
   } else if (kind == "aggregate") {
     step.kind = StepSpec::Kind::kAggregate;
-    RETURN_IF_ERROR(c.CheckKeys(body, where + " aggregate", {"group_by", "values"}));
+    RETURN_IF_ERROR(
+        c.CheckKeys(body, where + " aggregate", {"group_by", "values", "max_memory_mb"}));
     if (body["group_by"]) {
       ASSIGN_OR_RETURN(step.key, c.Names(body["group_by"], where + " aggregate group_by"));
     }
@@ -280,6 +282,14 @@ StatusOr<StepSpec> ParseStep(const Context& c, const YAML::Node& node, size_t in
   } else {
     return c.Error(item.first, "unknown step '" + kind +
                                    "' (select, rename, cast, filter, derive, dedupe, aggregate)");
+  }
+  const bool blocking =
+      step.kind == StepSpec::Kind::kDedupe || step.kind == StepSpec::Kind::kAggregate;
+  if (blocking && body["max_memory_mb"]) {
+    ASSIGN_OR_RETURN(step.max_memory_mb, c.Int(body["max_memory_mb"], kind + " max_memory_mb"));
+    if (step.max_memory_mb < 1) {
+      return c.Error(body["max_memory_mb"], kind + " max_memory_mb must be at least 1");
+    }
   }
   return step;
 }

@@ -73,6 +73,9 @@ struct StepSpec {
   // order).
   std::string keep = "last";
   std::string order_by;
+  // kDedupe and kAggregate (blocking steps): the memory the step may hold, in MiB; above it
+  // the run fails with kResourceExhausted (max_memory_mb).
+  int64_t max_memory_mb = 1024;
 };
 
 struct TargetSpec {

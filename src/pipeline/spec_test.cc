@@ -7,6 +7,7 @@ namespace edgeloop::pipeline {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 StatusOr<PipelineSpec> Parse(const std::string& yaml) {
   return ParseSpec(yaml, "spec.yaml", "/base");
@@ -28,7 +29,7 @@ schema:
 steps:
   - filter: "temp IS NOT NULL AND temp < 500"
   - derive: {temp_f: "temp * 9 / 5 + 32", day: "date_trunc('day', ts)"}
-  - dedupe: {key: [machine, ts], keep: latest, order_by: temp}
+  - dedupe: {key: [machine, ts], keep: latest, order_by: temp, max_memory_mb: 256}
   - select: [ts, machine, temp_f, day]
   - rename: {temp_f: fahrenheit}
   - cast: {fahrenheit: string}
@@ -58,7 +59,9 @@ TEST(SpecTest, ParsesEveryPart) {
   EXPECT_EQ(spec->steps[2].keep, "latest");
   EXPECT_EQ(spec->steps[2].key, (std::vector<std::string>{"machine", "ts"}));
   EXPECT_EQ(spec->steps[3].columns.size(), 4u);
+  EXPECT_EQ(spec->steps[2].max_memory_mb, 256);
   EXPECT_EQ(spec->steps[6].key, (std::vector<std::string>{"machine"}));
+  EXPECT_EQ(spec->steps[6].max_memory_mb, 1024);  // the default
   EXPECT_EQ(spec->target.table, "readings");
   EXPECT_EQ(spec->target.rejected_table, "readings_rejected");
   EXPECT_EQ(spec->target.partition, "day(ts)");
@@ -148,6 +151,11 @@ TEST(SpecTest, BadValuesAreClearErrors) {
               HasSubstr("exactly one step name"));
   EXPECT_THAT(Error(base + "steps:\n  - aggregate: {group_by: [a]}\n"),
               HasSubstr("needs 'values'"));
+  EXPECT_THAT(Error(base + "steps:\n  - dedupe: {key: [a], max_memory_mb: 0}\n"),
+              HasSubstr("dedupe max_memory_mb must be at least 1"));
+  EXPECT_THAT(Error(base + "steps:\n  - aggregate: {values: {n: 'count(*)'}, max_memory_mb: x}\n"),
+              HasSubstr("must be an integer"));
+  EXPECT_THAT(Error(base + "steps:\n  - select: {max_memory_mb: 1}\n"), Not(HasSubstr("memory")));
   EXPECT_THAT(Error(base + "max_rejected: many\n"), HasSubstr("must be an integer"));
   EXPECT_THAT(Error(base + "max_rejected: -1\n"), HasSubstr(">= 0"));
   EXPECT_THAT(Error("name: 'a b'\nsource: {type: csv, path: x}\ntarget: {table: t}\n"),

@@ -387,8 +387,23 @@ class DeriveStep final : public Step {
   const Clock* clock_ = nullptr;
 };
 
+// Bytes a hash table entry costs besides its key's characters (node, bucket, value), for the
+// memory limit of blocking steps.
+constexpr int64_t kHashEntryBytes = 64;
+
+Status OverMemoryLimit(const char* step, int64_t limit_mb, int64_t bytes, int64_t entries,
+                       const char* what, int64_t rows) {
+  return ResourceExhaustedError(
+      std::string(step) + " holds about " + std::to_string(bytes >> 20) + " MiB (" +
+      std::to_string(entries) + " " + what + " from " + std::to_string(rows) +
+      " rows), more than its max_memory_mb (" + std::to_string(limit_mb) +
+      "); raise max_memory_mb or load the input in parts (e.g. one file or day at a time)");
+}
+
 // Holds one row per key in memory: first seen, last seen, or the one with the largest
-// order_by (ties go to the later row).
+// order_by (ties go to the later row). Replaced rows are dropped from memory once they
+// outnumber the kept ones, so memory follows the number of distinct keys; above max_memory_mb
+// the run fails (OverMemoryLimit).
 class DedupeStep final : public Step {
  public:
   static StatusOr<std::unique_ptr<Step>> Create(const StepSpec& spec,
@@ -410,9 +425,16 @@ class DedupeStep final : public Step {
       }
     }
     step->keep_ = spec.keep;
+    step->limit_mb_ = spec.max_memory_mb;
     step->rows_ = Batch(in);
     step->output_ = std::move(in);
     return std::unique_ptr<Step>(std::move(step));
+  }
+
+  // What the step holds, approximately: rows, keys and per-row bookkeeping.
+  int64_t MemoryBytes() const {
+    return rows_.ByteSize() + key_bytes_ + static_cast<int64_t>(index_.size()) * kHashEntryBytes +
+           static_cast<int64_t>(lines_.size()) * (8 + 4 + 1);
   }
 
   bool blocking() const override { return true; }
@@ -432,6 +454,7 @@ class DedupeStep final : public Step {
       key.clear();
       for (int k : key_) AppendKey(&key, chunk->batch.column(k), i);
       auto [it, inserted] = index_.try_emplace(key, rows_.num_rows());
+      if (inserted) key_bytes_ += static_cast<int64_t>(key.size());
       if (!inserted) {
         ++counters->deduplicated;
         const int64_t old = it->second;
@@ -449,8 +472,16 @@ class DedupeStep final : public Step {
       origin_of_.push_back(origin);
       live_.push_back(1);
     }
+    rows_seen_ += n;
     chunk->batch.Clear();
     chunk->lines.clear();
+    const int64_t replaced = rows_.num_rows() - static_cast<int64_t>(index_.size());
+    if (replaced >= 4096 && replaced > static_cast<int64_t>(index_.size())) DropReplaced();
+    const int64_t bytes = MemoryBytes();
+    if (bytes > (limit_mb_ << 20)) {
+      return OverMemoryLimit("dedupe", limit_mb_, bytes, static_cast<int64_t>(index_.size()),
+                             "distinct keys", rows_seen_);
+    }
     return Status::Ok();
   }
 
@@ -487,12 +518,39 @@ class DedupeStep final : public Step {
   Batch rows_;
   std::vector<int64_t> lines_;
   std::vector<int32_t> origin_of_;
+  // Keeps only the live rows (in their order, so the output is the same) and renumbers the
+  // index.
+  void DropReplaced() {
+    Batch kept(rows_.schema());
+    std::vector<int64_t> lines;
+    std::vector<int32_t> origin_of;
+    std::vector<int64_t> moved_to(static_cast<size_t>(rows_.num_rows()), -1);
+    lines.reserve(index_.size());
+    origin_of.reserve(index_.size());
+    for (int64_t i = 0; i < rows_.num_rows(); ++i) {
+      if (!live_[i]) continue;
+      moved_to[i] = kept.num_rows();
+      kept.AppendRow(rows_, i);
+      lines.push_back(lines_[i]);
+      origin_of.push_back(origin_of_[i]);
+    }
+    for (auto& [key, row] : index_) row = moved_to[row];
+    rows_ = std::move(kept);
+    lines_ = std::move(lines);
+    origin_of_ = std::move(origin_of);
+    live_.assign(static_cast<size_t>(rows_.num_rows()), 1);
+  }
+
   std::vector<uint8_t> live_;
   std::vector<std::string> origins_;
   std::unordered_map<std::string, int64_t> index_;
+  int64_t key_bytes_ = 0;
+  int64_t rows_seen_ = 0;
+  int64_t limit_mb_ = 1024;
 };
 
-// GROUP BY with count, sum, min, max and avg; holds one state per group.
+// GROUP BY with count, sum, min, max and avg; holds one state per group. Above max_memory_mb
+// (the groups' keys and states) the run fails (OverMemoryLimit).
 class AggregateStep final : public Step {
  public:
   static StatusOr<std::unique_ptr<Step>> Create(const StepSpec& spec,
@@ -528,6 +586,7 @@ class AggregateStep final : public Step {
       fields.push_back({0, name, agg.type});
       step->aggs_.push_back(std::move(agg));
     }
+    step->limit_mb_ = spec.max_memory_mb;
     step->keys_ =
         Batch(MakeSchema(std::vector<Field>(fields.begin(), fields.begin() + step->group_.size())));
     step->output_ = MakeSchema(std::move(fields));
@@ -565,16 +624,33 @@ class AggregateStep final : public Step {
           keys_.column(k).AppendFrom(chunk->batch.column(group_[k]), i);
         }
         states_.emplace_back(aggs_.size());
+        key_bytes_ += static_cast<int64_t>(key.size());
       }
       std::vector<State>& state = states_[it->second];
       for (size_t a = 0; a < aggs_.size(); ++a) {
+        const size_t before = state[a].s.size();
         RETURN_IF_ERROR(Accumulate(aggs_[a], args[a], i, &state[a]));
+        if (state[a].s.size() > before) state_string_bytes_ += state[a].s.size() - before;
       }
       ++counters->aggregated;
     }
+    rows_seen_ += n;
     chunk->batch.Clear();
     chunk->lines.clear();
+    const int64_t bytes = MemoryBytes();
+    if (bytes > (limit_mb_ << 20)) {
+      return OverMemoryLimit("aggregate", limit_mb_, bytes, static_cast<int64_t>(states_.size()),
+                             "groups", rows_seen_);
+    }
     return Status::Ok();
+  }
+
+  // What the step holds, approximately: the groups' keys and states.
+  int64_t MemoryBytes() const {
+    const int64_t per_group =
+        kHashEntryBytes + 24 + static_cast<int64_t>(aggs_.size() * sizeof(State));
+    return keys_.ByteSize() + key_bytes_ + state_string_bytes_ +
+           static_cast<int64_t>(states_.size()) * per_group;
   }
 
   Status Drain(const std::function<Status(Chunk)>& emit) override {
@@ -681,6 +757,10 @@ class AggregateStep final : public Step {
   std::unordered_map<std::string, int64_t> groups_;
   std::vector<std::vector<State>> states_;
   const Clock* clock_ = nullptr;
+  int64_t key_bytes_ = 0;
+  int64_t state_string_bytes_ = 0;
+  int64_t rows_seen_ = 0;
+  int64_t limit_mb_ = 1024;
 };
 
 const char* StepName(StepSpec::Kind kind) {

@@ -262,6 +262,74 @@ TEST(StepsTest, AggregateGroups) {
   EXPECT_THAT(PlanError({total}).message(), HasSubstr("needs a number"));
 }
 
+// `rows` rows of machine "m<i % keys>" with increasing ts and temp = i, in chunks of 10k.
+Status FeedMachines(StepChain* chain, int64_t rows, int64_t keys) {
+  const int64_t t0 = *lake::ParseTimestamp("2026-11-27T00:00:00Z");
+  for (int64_t first = 0; first < rows; first += 10'000) {
+    Chunk chunk;
+    chunk.batch = Batch(InputSchema());
+    chunk.origin = "many.csv";
+    for (int64_t i = first; i < std::min(rows, first + 10'000); ++i) {
+      auto& c = chunk.batch.columns();
+      c[0].AppendString("m" + std::to_string(i % keys));
+      c[1].AppendInt(t0 + i * 1'000'000);
+      c[2].AppendDouble(static_cast<double>(i));
+      c[3].AppendString("code");
+      chunk.lines.push_back(i + 2);
+    }
+    RETURN_IF_ERROR(chain->Rows(std::move(chunk)));
+  }
+  return Status::Ok();
+}
+
+TEST(StepsTest, DedupeMemoryFollowsDistinctKeysNotRows) {
+  // 300k rows over 1000 keys fit in 1 MiB because replaced rows are dropped as they pile up
+  // (300k rows held would be about 10 MB); the output is the same as without dropping.
+  StepSpec dedupe = Step(StepSpec::Kind::kDedupe);
+  dedupe.key = {"machine"};
+  dedupe.keep = "latest";
+  dedupe.order_by = "ts";
+  dedupe.max_memory_mb = 1;
+  auto run = Plan({dedupe});
+  ASSERT_TRUE(FeedMachines(run->chain.get(), 300'000, 1000).ok());
+  ASSERT_TRUE(run->chain->Finish().ok());
+  const std::vector<std::string> rows = run->sink.Rows();
+  ASSERT_EQ(rows.size(), 1000u);
+  // In input order of the kept rows: the latest rows, 299000 (m0) to 299999 (m999).
+  EXPECT_EQ(rows.front(), "m0|2026-11-30T11:03:20Z|299000|code");
+  EXPECT_EQ(rows.back(), "m999|2026-11-30T11:19:59Z|299999|code");
+  EXPECT_EQ(run->sink.chunks.back().lines.back(), 299'999 + 2);
+  EXPECT_EQ(run->chain->counters().deduplicated, 299'000);
+}
+
+TEST(StepsTest, BlockingStepsAboveTheirMemoryLimitFailClearly) {
+  StepSpec dedupe = Step(StepSpec::Kind::kDedupe);
+  dedupe.key = {"machine"};
+  dedupe.max_memory_mb = 1;
+  auto run = Plan({dedupe});
+  Status status = FeedMachines(run->chain.get(), 200'000, 200'000);
+  EXPECT_EQ(status.code(), StatusCode::kResourceExhausted);
+  EXPECT_THAT(status.message(), HasSubstr("dedupe holds about"));
+  EXPECT_THAT(status.message(), HasSubstr("distinct keys"));
+  EXPECT_THAT(status.message(), HasSubstr("max_memory_mb (1)"));
+
+  StepSpec aggregate = Step(StepSpec::Kind::kAggregate);
+  aggregate.key = {"machine"};
+  aggregate.pairs = {{"n", "count(*)"}, {"top", "max(code)"}};
+  aggregate.max_memory_mb = 1;
+  auto groups = Plan({aggregate});
+  status = FeedMachines(groups->chain.get(), 200'000, 200'000);
+  EXPECT_EQ(status.code(), StatusCode::kResourceExhausted);
+  EXPECT_THAT(status.message(), HasSubstr("aggregate holds about"));
+  EXPECT_THAT(status.message(), HasSubstr("groups from"));
+
+  // Few groups stay far below the limit whatever the number of rows.
+  auto few = Plan({aggregate});
+  ASSERT_TRUE(FeedMachines(few->chain.get(), 200'000, 10).ok());
+  ASSERT_TRUE(few->chain->Finish().ok());
+  EXPECT_EQ(few->sink.Rows().size(), 10u);
+}
+
 TEST(StepsTest, StepsAfterABlockingStepRunAtFinish) {
   StepSpec aggregate = Step(StepSpec::Kind::kAggregate);
   aggregate.key = {"machine"};

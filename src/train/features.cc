@@ -1,9 +1,11 @@
 #include "train/features.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <set>
+#include <thread>
 #include <unordered_map>
 
 namespace edgeloop::train {
@@ -99,13 +101,23 @@ std::vector<float> EncodeRows(const RawTable& table, std::span<const int64_t> ro
                               const FeaturePlan& plan) {
   const int64_t width = plan.num_features();
   std::vector<float> matrix(rows.size() * static_cast<size_t>(width));
+  // Numeric columns row by row, so that the matrix is written in order.
+  std::vector<std::pair<int64_t, const float*>> numeric;  // (matrix column, values)
   int64_t offset = 0;
+  for (const ColumnEncoding& c : plan.columns) {
+    if (c.kind == EncodingKind::kNone)
+      numeric.emplace_back(offset, table.Find(c.column)->numbers.data());
+    offset += c.kind == EncodingKind::kOneHot ? static_cast<int64_t>(c.categories.size()) : 1;
+  }
+  for (size_t i = 0; i < rows.size(); ++i) {
+    float* out = &matrix[i * width];
+    const int64_t row = rows[i];
+    for (const auto& [column, values] : numeric) out[column] = values[row];
+  }
+  offset = 0;
   for (const ColumnEncoding& c : plan.columns) {
     const RawColumn& column = *table.Find(c.column);
     if (c.kind == EncodingKind::kNone) {
-      for (size_t i = 0; i < rows.size(); ++i) {
-        matrix[i * width + offset] = column.numbers[rows[i]];
-      }
       offset += 1;
       continue;
     }
@@ -174,63 +186,114 @@ StatusOr<FeaturePlan> PlanFromJson(const Json& json) {
 
 namespace {
 
-// numpy.quantile's default (linear): position q * (n - 1) between the sorted values.
-double Quantile(const std::vector<float>& sorted, double q) {
-  const double position = q * static_cast<double>(sorted.size() - 1);
+// The statistics of one feature's present values, before they become JSON.
+struct FeatureSummary {
+  int64_t rows = 0;
+  int64_t present = 0;
+  double mean = 0;
+  double std = 0;
+  double min = 0;
+  double max = 0;
+  std::vector<double> quantiles;  // at kQuantileLevels
+  std::vector<double> edges;      // distinct interior deciles
+  std::vector<int64_t> counts;    // per histogram bin
+};
+
+// Positions of `values` whose sorted values numpy's linear quantile rule reads for `q`.
+void QuantilePositions(size_t n, double q, std::vector<size_t>* positions) {
+  const double position = q * static_cast<double>(n - 1);
   const size_t below = static_cast<size_t>(std::floor(position));
-  const size_t above = std::min(below + 1, sorted.size() - 1);
-  const double fraction = position - static_cast<double>(below);
-  return static_cast<double>(sorted[below]) +
-         fraction * (static_cast<double>(sorted[above]) - static_cast<double>(sorted[below]));
+  positions->push_back(below);
+  positions->push_back(std::min(below + 1, n - 1));
 }
 
-Json FeatureStatistics(std::span<const float> matrix, int64_t rows, int64_t width,
-                       int64_t feature) {
+// Rearranges `values` so that every index in `positions` (sorted, distinct, within
+// [first, last)) holds the value a full sort would put there: nth_element on the middle
+// position, then each side with its positions, which costs O(n log k) rather than a sort's
+// O(n log n).
+void SelectPositions(std::vector<float>& values, size_t first, size_t last,
+                     std::span<const size_t> positions) {
+  if (positions.empty() || last - first < 2) return;
+  const size_t middle = positions.size() / 2;
+  const size_t at = positions[middle];
+  std::nth_element(values.begin() + static_cast<std::ptrdiff_t>(first),
+                   values.begin() + static_cast<std::ptrdiff_t>(at),
+                   values.begin() + static_cast<std::ptrdiff_t>(last));
+  SelectPositions(values, first, at, positions.subspan(0, middle));
+  SelectPositions(values, at + 1, last, positions.subspan(middle + 1));
+}
+
+// numpy.quantile's default (linear) once the positions it reads are selected.
+double Quantile(const std::vector<float>& selected, double q) {
+  const double position = q * static_cast<double>(selected.size() - 1);
+  const size_t below = static_cast<size_t>(std::floor(position));
+  const size_t above = std::min(below + 1, selected.size() - 1);
+  const double fraction = position - static_cast<double>(below);
+  return static_cast<double>(selected[below]) +
+         fraction * (static_cast<double>(selected[above]) - static_cast<double>(selected[below]));
+}
+
+FeatureSummary SummariseFeature(std::span<const float> matrix, int64_t rows, int64_t width,
+                                int64_t feature) {
+  FeatureSummary out;
+  out.rows = rows;
   std::vector<float> present;
   present.reserve(static_cast<size_t>(rows));
   for (int64_t i = 0; i < rows; ++i) {
     const float v = matrix[i * width + feature];
     if (!std::isnan(v)) present.push_back(v);
   }
-  Json stats = {
-      {"count", rows},
-      {"missing_rate",
-       rows == 0 ? 0.0 : static_cast<double>(rows - present.size()) / static_cast<double>(rows)}};
-  if (present.empty()) return stats;
+  out.present = static_cast<int64_t>(present.size());
+  if (present.empty()) return out;
+  // Sums in row order, before the selection below reorders the values.
   double sum = 0;
   for (float v : present) sum += v;
-  const double mean = sum / static_cast<double>(present.size());
+  out.mean = sum / static_cast<double>(present.size());
   double squares = 0;
-  for (float v : present) squares += (v - mean) * (v - mean);
-  std::sort(present.begin(), present.end());
-  stats["mean"] = mean;
-  stats["std"] = std::sqrt(squares / static_cast<double>(present.size()));
-  stats["min"] = static_cast<double>(present.front());
-  stats["max"] = static_cast<double>(present.back());
-  Json levels = Json::array();
-  Json values = Json::array();
-  for (double q : kQuantileLevels) {
-    levels.push_back(q);
-    values.push_back(Quantile(present, q));
-  }
-  stats["quantiles"] = {{"levels", levels}, {"values", values}};
-  std::vector<double> edges;
+  for (float v : present) squares += (v - out.mean) * (v - out.mean);
+  out.std = std::sqrt(squares / static_cast<double>(present.size()));
+  std::vector<size_t> positions;
+  for (double q : kQuantileLevels) QuantilePositions(present.size(), q, &positions);
+  for (int d = 1; d <= 9; ++d) QuantilePositions(present.size(), d / 10.0, &positions);
+  std::sort(positions.begin(), positions.end());
+  positions.erase(std::unique(positions.begin(), positions.end()), positions.end());
+  SelectPositions(present, 0, present.size(), positions);
+  out.min = present.front();
+  out.max = present.back();
+  for (double q : kQuantileLevels) out.quantiles.push_back(Quantile(present, q));
   for (int d = 1; d <= 9; ++d) {
     const double edge = Quantile(present, d / 10.0);
-    if (edges.empty() || edge > edges.back()) edges.push_back(edge);
+    if (out.edges.empty() || edge > out.edges.back()) out.edges.push_back(edge);
   }
-  std::vector<int64_t> counts(edges.size() + 1, 0);
+  out.counts.assign(out.edges.size() + 1, 0);
   for (float v : present) {
     // First edge >= v: values equal to an edge belong to the bin that edge closes.
     const size_t bin =
-        std::lower_bound(edges.begin(), edges.end(), static_cast<double>(v)) - edges.begin();
-    counts[bin]++;
+        std::lower_bound(out.edges.begin(), out.edges.end(), static_cast<double>(v)) -
+        out.edges.begin();
+    out.counts[bin]++;
   }
+  return out;
+}
+
+Json SummaryToJson(const FeatureSummary& s) {
+  Json stats = {
+      {"count", s.rows},
+      {"missing_rate",
+       s.rows == 0 ? 0.0 : static_cast<double>(s.rows - s.present) / static_cast<double>(s.rows)}};
+  if (s.present == 0) return stats;
+  stats["mean"] = s.mean;
+  stats["std"] = s.std;
+  stats["min"] = s.min;
+  stats["max"] = s.max;
+  Json levels = Json::array();
+  for (double q : kQuantileLevels) levels.push_back(q);
+  stats["quantiles"] = {{"levels", levels}, {"values", s.quantiles}};
   Json fractions = Json::array();
-  for (int64_t count : counts) {
-    fractions.push_back(static_cast<double>(count) / static_cast<double>(present.size()));
+  for (int64_t count : s.counts) {
+    fractions.push_back(static_cast<double>(count) / static_cast<double>(s.present));
   }
-  stats["histogram"] = {{"edges", edges}, {"fractions", fractions}};
+  stats["histogram"] = {{"edges", s.edges}, {"fractions", fractions}};
   return stats;
 }
 
@@ -238,12 +301,24 @@ Json FeatureStatistics(std::span<const float> matrix, int64_t rows, int64_t widt
 
 Json ReferenceStatistics(std::span<const float> matrix, int64_t rows,
                          const std::vector<std::string>& feature_names, const RawTable& table,
-                         std::span<const int64_t> table_rows, const FeaturePlan& plan) {
+                         std::span<const int64_t> table_rows, const FeaturePlan& plan,
+                         int threads) {
   const int64_t width = static_cast<int64_t>(feature_names.size());
+  // Features are independent: `threads` workers take them in turn.
+  std::vector<FeatureSummary> summaries(static_cast<size_t>(width));
+  std::atomic<int64_t> next{0};
+  auto work = [&]() {
+    for (int64_t f = next++; f < width; f = next++) {
+      summaries[f] = SummariseFeature(matrix, rows, width, f);
+    }
+  };
+  std::vector<std::thread> workers;
+  for (int t = 1; t < std::min<int64_t>(std::max(threads, 1), width); ++t)
+    workers.emplace_back(work);
+  work();
+  for (std::thread& w : workers) w.join();
   Json features = Json::object();
-  for (int64_t f = 0; f < width; ++f) {
-    features[feature_names[f]] = FeatureStatistics(matrix, rows, width, f);
-  }
+  for (int64_t f = 0; f < width; ++f) features[feature_names[f]] = SummaryToJson(summaries[f]);
   Json categorical = Json::object();
   for (const ColumnEncoding& c : plan.columns) {
     if (c.kind == EncodingKind::kNone) continue;

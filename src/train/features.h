@@ -85,13 +85,14 @@ StatusOr<FeaturePlan> PlanFromJson(const nlohmann::json& json);
 // numpy's default) at kQuantileLevels, and a histogram over the distinct interior deciles as
 // edges: bin i holds the fraction of present values in (edges[i-1], edges[i]] (first bin
 // unbounded below, last unbounded above). Categorical source columns also get their category
-// frequencies (a missing value counts as "__missing__").
+// frequencies (a missing value counts as "__missing__"). Features are summarised on `threads`
+// threads; the result does not depend on their number.
 inline constexpr double kQuantileLevels[] = {0,    0.01, 0.05, 0.1,  0.25, 0.5,
                                              0.75, 0.9,  0.95, 0.99, 1};
 nlohmann::json ReferenceStatistics(std::span<const float> matrix, int64_t rows,
                                    const std::vector<std::string>& feature_names,
                                    const RawTable& table, std::span<const int64_t> table_rows,
-                                   const FeaturePlan& plan);
+                                   const FeaturePlan& plan, int threads = 1);
 
 }  // namespace edgeloop::train
 

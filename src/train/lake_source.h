@@ -25,10 +25,11 @@ struct TableRead {
 //  - kText: strings as they are, other types in their text form (lake/types.h).
 //  - kTime: timestamp (microseconds), date (midnight UTC) or int64 columns.
 // kInvalidArgument names a column the table lacks (with the table's columns); kNotFound for an
-// unknown table or snapshot.
+// unknown table or snapshot. Data files are parsed on `threads` threads (the rows and their
+// order do not depend on it).
 StatusOr<TableRead> ReadLakeTable(
     lake::Lake& lake, const std::string& table, std::optional<int64_t> snapshot,
-    const std::vector<std::pair<std::string, RawColumn::Kind>>& columns);
+    const std::vector<std::pair<std::string, RawColumn::Kind>>& columns, int threads = 1);
 
 }  // namespace edgeloop::train
 

@@ -119,6 +119,9 @@ class XgboostModel : public TabularModel {
 
   StatusOr<FeaturePlan> Plan() const override { return plan_; }
   void set_plan(FeaturePlan plan) { plan_ = std::move(plan); }
+  const std::vector<double>* TrainedValidationScores() const override {
+    return trained_.validation_predictions.empty() ? nullptr : &trained_.validation_predictions;
+  }
 
  private:
   const TrainSpec& spec_;

@@ -52,6 +52,9 @@ class TabularModel {
       const std::vector<std::string>& feature_names) const = 0;
   // The features the model takes (champions: from their card).
   virtual StatusOr<FeaturePlan> Plan() const = 0;
+  // Score() of the validation rows the model was trained with, when training already computed
+  // them; null otherwise.
+  virtual const std::vector<double>* TrainedValidationScores() const { return nullptr; }
 };
 
 // Fits the model family of `task.spec.task`. `nthread` is XGBoost's thread count.

@@ -1,6 +1,8 @@
 #include "train/train.h"
 
 #include <algorithm>
+#include <charconv>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -191,8 +193,6 @@ std::string FeatureNamesYaml(const std::vector<std::string>& names) {
   return out + "]\n";
 }
 
-std::string Threads(const TrainSpec& spec) {
-  auto it = spec.params.find("nthread");
 // With categorical columns, the model.yaml `encoding` block (inference/encoding.h), so that
 // serve takes raw rows and encodes them as training did; "" when every column is a number.
 std::string ServingEncodingYaml(const FeaturePlan& plan) {
@@ -220,11 +220,35 @@ std::string ServingEncodingYaml(const FeaturePlan& plan) {
   return categorical ? encoding.ToYaml() : std::string();
 }
 
+std::string Threads(const TrainSpec& spec) {
+  auto it = spec.params.find("nthread");
   if (it != spec.params.end()) return it->second;
   return std::to_string(std::max(1u, std::thread::hardware_concurrency()));
 }
 
+// Logs (at debug level) how long each phase of a training run took, for profiling.
+class PhaseTimer {
+ public:
+  void End(const char* phase) {
+    const auto now = std::chrono::steady_clock::now();
+    log::Debug(
+        "train phase",
+        {{"phase", phase}, {"ms", std::chrono::duration<double, std::milli>(now - last_).count()}});
+    last_ = now;
+  }
+
+ private:
+  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+};
+
 }  // namespace
+
+int TrainThreads(const TrainSpec& spec) {
+  int threads = 1;
+  const std::string text = Threads(spec);
+  std::from_chars(text.data(), text.data() + text.size(), threads);
+  return std::max(threads, 1);
+}
 
 std::vector<std::pair<std::string, RawColumn::Kind>> RequiredColumns(const TrainSpec& spec) {
   std::vector<std::pair<std::string, RawColumn::Kind>> columns;
@@ -247,6 +271,7 @@ std::vector<std::pair<std::string, RawColumn::Kind>> RequiredColumns(const Train
 StatusOr<TrainResult> TrainOnTable(const TrainSpec& spec, const RawTable& table,
                                    const Lineage& lineage, const TrainOptions& options) {
   RETURN_IF_ERROR(PrepareOutDir(options.out_dir));
+  PhaseTimer timer;
   if (table.num_rows == 0) {
     return InvalidArgumentError("table '" + lineage.table + "' is empty at snapshot " +
                                 std::to_string(lineage.snapshot));
@@ -282,6 +307,7 @@ StatusOr<TrainResult> TrainOnTable(const TrainSpec& spec, const RawTable& table,
                                   "' holds only one class");
     }
   }
+  timer.End("labels and split");
   RETURN_IF_ERROR(FitEncodings(table, split.train, &plan));
   const std::vector<std::string> feature_names = plan.FeatureNames();
   const int64_t width = plan.num_features();
@@ -301,12 +327,22 @@ StatusOr<TrainResult> TrainOnTable(const TrainSpec& spec, const RawTable& table,
   const MatrixView test_view{x_test.data(), static_cast<int64_t>(split.test.size()), width,
                              has_label ? y_test.data() : nullptr};
 
+  timer.End("encode");
   TabularTask task{spec, labels.num_classes, labels.classes, feature_names};
   ASSIGN_OR_RETURN(std::unique_ptr<TabularModel> model,
                    FitModel(task, train_view, valid_view, options.progress, Threads(spec)));
 
+  timer.End("fit");
   // Evaluation.
-  ASSIGN_OR_RETURN(std::vector<double> valid_scores, model->Score(valid_view));
+  std::vector<double> valid_scores;
+  const std::vector<double>* trained_valid_scores = model->TrainedValidationScores();
+  const size_t per_row = spec.task == Task::kMulticlass ? labels.num_classes : 1;
+  if (trained_valid_scores != nullptr &&
+      trained_valid_scores->size() == split.validation.size() * per_row) {
+    valid_scores = *trained_valid_scores;
+  } else {
+    ASSIGN_OR_RETURN(valid_scores, model->Score(valid_view));
+  }
   ASSIGN_OR_RETURN(std::vector<double> test_scores, model->Score(test_view));
   const double threshold = model->ChooseThreshold(train_view, valid_view, valid_scores);
   std::vector<std::string> slice_values;
@@ -326,6 +362,7 @@ StatusOr<TrainResult> TrainOnTable(const TrainSpec& spec, const RawTable& table,
                               &test_metrics);
   }
 
+  timer.End("evaluate");
   // Champion and gate.
   std::optional<Evaluation> champion_evaluation;
   Json champion_json;
@@ -363,6 +400,7 @@ StatusOr<TrainResult> TrainOnTable(const TrainSpec& spec, const RawTable& table,
     if (!champion_json.is_null()) gate_json["champion"] = champion_json;
   }
 
+  timer.End("champion and gate");
   // The model folder.
   ASSIGN_OR_RETURN(ModelFiles files, model->Files(feature_names));
   const std::string version =
@@ -409,9 +447,11 @@ StatusOr<TrainResult> TrainOnTable(const TrainSpec& spec, const RawTable& table,
   }
   ASSIGN_OR_RETURN(Json importance, model->FeatureImportance(feature_names));
   if (!importance.is_null()) card["feature_importance"] = importance;
-  card["reference_statistics"] = ReferenceStatistics(
-      x_train, static_cast<int64_t>(split.train.size()), feature_names, table, split.train, plan);
+  card["reference_statistics"] =
+      ReferenceStatistics(x_train, static_cast<int64_t>(split.train.size()), feature_names, table,
+                          split.train, plan, TrainThreads(spec));
   if (!gate_json.is_null()) card["gate"] = gate_json;
+  timer.End("card (importance, reference statistics)");
 
   std::map<std::string, std::string> dir_files;
   dir_files[files.model_file] = files.model_bytes;
@@ -424,6 +464,7 @@ StatusOr<TrainResult> TrainOnTable(const TrainSpec& spec, const RawTable& table,
           .status()
           .WithContext("generated model.yaml"));
   RETURN_IF_ERROR(WriteModelDir(options.out_dir, dir_files));
+  timer.End("write");
 
   result.out_dir = options.out_dir;
   result.card = card;

@@ -77,6 +77,10 @@ StatusOr<std::vector<std::pair<std::string, RawColumn::Kind>>> ChampionColumns(
 // The columns TrainOnTable needs from the table, and how to read each.
 std::vector<std::pair<std::string, RawColumn::Kind>> RequiredColumns(const TrainSpec& spec);
 
+// The threads training uses (trainer.params.nthread, else the number of CPUs), for the work
+// around it too (reading the snapshot, reference statistics).
+int TrainThreads(const TrainSpec& spec);
+
 }  // namespace edgeloop::train
 
 #endif  // EDGELOOP_TRAIN_TRAIN_H_

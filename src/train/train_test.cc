@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <random>
@@ -10,6 +11,7 @@
 #include "common/test_util.h"
 #include "inference/model.h"
 #include "train/metrics.h"
+#include "train/xgboost_trainer.h"
 
 namespace edgeloop::train {
 namespace {
@@ -157,6 +159,116 @@ TEST(TrainTest, ReportedMetricsMatchTheSavedModelsPredictions) {
   std::vector<double> y;
   for (int64_t r : split->test) y.push_back(table.Find("y")->numbers[r]);
   EXPECT_DOUBLE_EQ(*RocAuc(y, *p), result->card["metrics"]["test"]["roc_auc"].get<double>());
+}
+
+TEST(TrainTest, ValidationPredictionsFromTrainingEqualAFreshPredictionOfTheSavedModel) {
+  // TrainBooster keeps the best round's validation predictions from XGBoost's cache instead of
+  // predicting again; they must be exactly what the saved (sliced) model predicts.
+  const RawTable table = MakeTable(3000, 5);
+  FeaturePlan plan;
+  for (const char* f : {"f0", "f1", "f2", "f3"}) {
+    plan.columns.push_back({f, EncodingKind::kNone, {}, false});
+  }
+  std::vector<int64_t> train_rows, valid_rows;
+  for (int64_t i = 0; i < table.num_rows; ++i) (i % 4 == 0 ? valid_rows : train_rows).push_back(i);
+  const std::vector<float> x_train = EncodeRows(table, train_rows, plan);
+  const std::vector<float> x_valid = EncodeRows(table, valid_rows, plan);
+  for (const bool multiclass : {false, true}) {
+    for (const int early : {0, 5}) {
+      std::vector<float> y_train, y_valid;
+      auto label = [&](int64_t r) {
+        const float y = table.Find("y")->numbers[r];
+        return multiclass ? y + (table.Find("f2")->numbers[r] > 0 ? 1.0f : 0.0f) : y;
+      };
+      for (int64_t r : train_rows) y_train.push_back(label(r));
+      for (int64_t r : valid_rows) y_valid.push_back(label(r));
+      BoosterOptions options;
+      options.params = {{"tree_method", "hist"},
+                        {"max_depth", "4"},
+                        {"eta", "0.3"},
+                        {"nthread", "2"},
+                        {"seed", "0"}};
+      if (multiclass) {
+        options.params["objective"] = "multi:softprob";
+        options.params["num_class"] = "3";
+        options.params["eval_metric"] = "mlogloss";
+      } else {
+        options.params["objective"] = "binary:logistic";
+        options.params["eval_metric"] = "logloss";
+      }
+      options.rounds = 40;
+      options.early_stopping_rounds = early;
+      const MatrixView train{x_train.data(), static_cast<int64_t>(train_rows.size()), 4,
+                             y_train.data()};
+      const MatrixView valid{x_valid.data(), static_cast<int64_t>(valid_rows.size()), 4,
+                             y_valid.data()};
+      auto trained = TrainBooster(train, valid, options, nullptr);
+      ASSERT_TRUE(trained.ok()) << trained.status();
+      auto booster = Booster::FromJson(trained->model_json, 1);
+      ASSERT_TRUE(booster.ok());
+      int per_row = 0;
+      auto fresh = (*booster)->Predict(valid, &per_row);
+      ASSERT_TRUE(fresh.ok());
+      EXPECT_EQ(per_row, multiclass ? 3 : 1);
+      ASSERT_EQ(trained->validation_predictions.size(), fresh->size());
+      EXPECT_EQ(trained->validation_predictions, *fresh)
+          << "multiclass " << multiclass << ", early stopping " << early;
+    }
+  }
+}
+
+TEST(TrainTest, ReferenceStatisticsMatchASortedComputationOnAnyThreadCount) {
+  // Selected order statistics (nth_element) must give what sorting gives, with NaNs (missing),
+  // ties and a constant column; and the result must not depend on the thread count.
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0, 1);
+  constexpr int64_t kRows = 5001;
+  constexpr int64_t kWidth = 3;
+  std::vector<float> matrix(kRows * kWidth);
+  for (int64_t i = 0; i < kRows; ++i) {
+    matrix[i * kWidth] = i % 13 == 0 ? NAN : normal(rng);
+    matrix[i * kWidth + 1] = static_cast<float>(rng() % 7);  // many ties
+    matrix[i * kWidth + 2] = 2.5f;                           // constant
+  }
+  const std::vector<std::string> names = {"a", "b", "c"};
+  FeaturePlan plan;
+  for (const std::string& n : names) plan.columns.push_back({n, EncodingKind::kNone, {}, false});
+  const RawTable table;
+  const Json one = ReferenceStatistics(matrix, kRows, names, table, {}, plan, 1);
+  const Json three = ReferenceStatistics(matrix, kRows, names, table, {}, plan, 3);
+  EXPECT_EQ(one.dump(), three.dump());
+  for (int64_t f = 0; f < kWidth; ++f) {
+    std::vector<float> sorted;
+    for (int64_t i = 0; i < kRows; ++i) {
+      if (!std::isnan(matrix[i * kWidth + f])) sorted.push_back(matrix[i * kWidth + f]);
+    }
+    std::sort(sorted.begin(), sorted.end());
+    auto quantile = [&](double q) {  // numpy's linear rule
+      const double pos = q * static_cast<double>(sorted.size() - 1);
+      const size_t lo = static_cast<size_t>(std::floor(pos));
+      const size_t hi = std::min(lo + 1, sorted.size() - 1);
+      return static_cast<double>(sorted[lo]) +
+             (pos - static_cast<double>(lo)) *
+                 (static_cast<double>(sorted[hi]) - static_cast<double>(sorted[lo]));
+    };
+    const Json& stats = one["features"][names[f]];
+    EXPECT_EQ(stats["min"].get<double>(), sorted.front()) << f;
+    EXPECT_EQ(stats["max"].get<double>(), sorted.back()) << f;
+    const Json& values = stats["quantiles"]["values"];
+    size_t k = 0;
+    for (double q : kQuantileLevels)
+      EXPECT_EQ(values[k++].get<double>(), quantile(q)) << f << " " << q;
+    std::vector<double> edges;
+    for (int d = 1; d <= 9; ++d) {
+      if (edges.empty() || quantile(d / 10.0) > edges.back()) edges.push_back(quantile(d / 10.0));
+    }
+    EXPECT_EQ(stats["histogram"]["edges"].get<std::vector<double>>(), edges) << f;
+    double total = 0;
+    for (const Json& fraction : stats["histogram"]["fractions"]) total += fraction.get<double>();
+    EXPECT_NEAR(total, 1.0, 1e-12);
+    EXPECT_NEAR(stats["missing_rate"].get<double>(),
+                static_cast<double>(kRows - sorted.size()) / kRows, 1e-15);
+  }
 }
 
 TEST(TrainTest, ClearErrorsForUnusableData) {

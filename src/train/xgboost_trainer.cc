@@ -76,6 +76,22 @@ StatusOr<std::string> SaveJson(BoosterHandle handle) {
   return std::string(bytes, length);
 }
 
+// Transformed predictions of all the booster's trees for `matrix`; for a matrix in the
+// booster's cache (the validation set) XGBoost answers from its prediction cache.
+StatusOr<std::vector<double>> PredictAll(BoosterHandle booster, DMatrixHandle matrix) {
+  const char* config =
+      R"({"type": 0, "training": false, "iteration_begin": 0, "iteration_end": 0, "strict_shape": true})";
+  const bst_ulong* shape = nullptr;
+  bst_ulong dim = 0;
+  const float* values = nullptr;
+  if (XGBoosterPredictFromDMatrix(booster, matrix, config, &shape, &dim, &values) != 0) {
+    return XgbError("prediction");
+  }
+  bst_ulong total = 1;
+  for (bst_ulong i = 0; i < dim; ++i) total *= shape[i];
+  return std::vector<double>(values, values + total);
+}
+
 }  // namespace
 
 bool MetricIsMaximised(const std::string& name) {
@@ -124,6 +140,10 @@ StatusOr<TrainedModel> TrainBooster(const MatrixView& train, const MatrixView& v
       result.best_iteration = round;
       report.improved = true;
       since_best = 0;
+      if (options.early_stopping_rounds > 0) {
+        ASSIGN_OR_RETURN(result.validation_predictions,
+                         PredictAll(booster.handle, dvalid->handle()));
+      }
     } else {
       ++since_best;
     }
@@ -132,6 +152,7 @@ StatusOr<TrainedModel> TrainBooster(const MatrixView& train, const MatrixView& v
   }
   if (options.early_stopping_rounds == 0) {
     // Without early stopping the model is every round, as in xgboost.train.
+    ASSIGN_OR_RETURN(result.validation_predictions, PredictAll(booster.handle, dvalid->handle()));
     ASSIGN_OR_RETURN(result.model_json, SaveJson(booster.handle));
     return result;
   }

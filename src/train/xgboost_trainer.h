@@ -52,6 +52,10 @@ struct TrainedModel {
   int best_iteration = 0;  // 0-based
   double best_score = 0;
   int rounds_trained = 0;
+  // The saved model's transformed predictions of the validation rows ([rows, outputs]), taken
+  // from XGBoost's prediction cache at the best round (the evaluation computed them already),
+  // so that they need not be predicted again. The same values a fresh prediction gives.
+  std::vector<double> validation_predictions;
 };
 
 // Returns whether XGBoost's evaluation metric `name` is maximised by early stopping.

@@ -1,7 +1,8 @@
 """`edgeloop pipeline run`: the real binary on real files, an HTTP source served by Python's
 http.server on 127.0.0.1, and the lake read back through `edgeloop lake read --json`.
 
-Covers: every step; rejected rows with reason, file and line; --max-rejected; malformed files;
+Covers: every step; rejected rows with reason, file and line (malformed CSV quoting
+included); --max-rejected; malformed headers;
 incremental runs that pick up exactly the new rows and idempotent re-runs; bad specs with clear
 errors and exit code 2 (unknown key, unknown column, bad expression with its position, type
 errors); JSON Lines, HTTP and lake sources; the --json summary; the bundled examples.
@@ -123,17 +124,42 @@ class RejectsAndLimitsTest(PipelineTestCase):
         self.run_pipeline(spec, check=1)
         self.assertEqual(self.summary(spec, "--max-rejected", "2")["rows_written"], 1)
 
-    def test_malformed_files_fail_naming_file_and_line(self):
-        bad = self.write("in/a.csv", "ts,machine,temp\n2026-11-27T01:00:00Z,m1,20\n"
-                         "\"2026-11-27\"x,m1,1\n")
+    def test_malformed_quotes_become_rejected_rows_and_the_rest_loads(self):
+        # Resynchronisation rule (docs/pipeline.md): a malformed record costs its first line;
+        # parsing resumes at the next line.
+        bad = self.write("in/a.csv",
+                         "ts,machine,temp\n"
+                         "2026-11-27T01:00:00Z,m1,20\n"
+                         "\"2026-11-27\"x,m1,1\n"          # text after a closing quote
+                         "2026-11-27T02:00:00Z,\"m2,21\n"   # closed by the next line's quote
+                         "2026-11-27T03:00:00Z,\"m3\",22\n"
+                         "2026-11-27T04:00:00Z,\"m\n4\",23\n"  # a newline inside quotes is fine
+                         "2026-11-27T05:00:00Z,m5,\"24\n")  # never closed
+        summary = self.summary(self.spec(READINGS))
+        self.assertEqual(summary["status"], "ok")
+        self.assertEqual(summary["rows_written"], 3)
+        self.assertEqual(summary["rows_rejected"], 3)
+        self.assertEqual(sorted(r["machine"] for r in self.read("readings")), ["m\n4", "m1", "m3"])
+        rejected = sorted(self.read("readings_rejected"), key=lambda r: r["line"])
+        self.assertEqual([(r["source"], r["line"], r["reason"], r["raw"]) for r in rejected], [
+            (str(bad), 3, "malformed CSV: text after the closing quote of field 1",
+             "\"2026-11-27\"x,m1,1"),
+            (str(bad), 4, "malformed CSV: text after the closing quote of field 2",
+             "2026-11-27T02:00:00Z,\"m2,21"),
+            (str(bad), 8, "malformed CSV: quoted field 3 is never closed (the input ends inside "
+             "it)", "2026-11-27T05:00:00Z,m5,\"24"),
+        ])
+        # --max-rejected counts them like any reject.
+        self.write("in/a.csv", "ts,machine,temp\n2026-11-27T06:00:00Z,\"m1\"!,20\n")
+        result = self.run_pipeline(self.spec(READINGS), "--max-rejected", "0", check=1)
+        self.assertIn("a.csv:2: malformed CSV", result.stderr)
+
+    def test_malformed_header_fails_naming_file_and_line(self):
+        bad = self.write("in/a.csv", "\"ts\"x,machine,temp\n2026-11-27T01:00:00Z,m1,20\n")
         result = self.run_pipeline(self.spec(READINGS), check=1)
         self.assertIn(str(bad), result.stderr)
-        self.assertIn("line 3", result.stderr)
+        self.assertIn("line 1", result.stderr)
         self.assertEqual(self.read("readings"), [])
-
-        self.write("in/a.csv", "ts,machine,temp\n2026-11-27T01:00:00Z,\"m1,20\n")
-        result = self.run_pipeline(self.spec(READINGS), check=1)
-        self.assertIn("a.csv", result.stderr)
 
         self.write("in/a.csv", "when,machine,temp\n2026-11-27T01:00:00Z,m1,20\n")
         result = self.run_pipeline(self.spec(READINGS), check=1)
