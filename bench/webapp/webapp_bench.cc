@@ -40,10 +40,14 @@ int main(int argc, char** argv) {
   int64_t batch_rows = 1024;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
-    if (flag == "--model_dir") model_dir = argv[i + 1];
-    else if (flag == "--csv") csv_path = argv[i + 1];
-    else if (flag == "--repeat") repeat = std::max(1, std::atoi(argv[i + 1]));
-    else if (flag == "--batch_rows") batch_rows = std::max(1, std::atoi(argv[i + 1]));
+    if (flag == "--model_dir")
+      model_dir = argv[i + 1];
+    else if (flag == "--csv")
+      csv_path = argv[i + 1];
+    else if (flag == "--repeat")
+      repeat = std::max(1, std::atoi(argv[i + 1]));
+    else if (flag == "--batch_rows")
+      batch_rows = std::max(1, std::atoi(argv[i + 1]));
   }
   std::ifstream in(csv_path, std::ios::binary);
   if (!in) {
@@ -71,11 +75,11 @@ int main(int argc, char** argv) {
   for (int r = 0; r < repeat; ++r) {
     std::vector<webapp::ParsedBatch> batches;
     auto start = std::chrono::steady_clock::now();
-    Status status = webapp::ReadCsv(csv, *schema, *config, options, nullptr,
-                                    [&](webapp::ParsedBatch& batch) {
-                                      batches.push_back(std::move(batch));
-                                      return Status::Ok();
-                                    });
+    Status status =
+        webapp::ReadCsv(csv, *schema, *config, options, nullptr, [&](webapp::ParsedBatch& batch) {
+          batches.push_back(std::move(batch));
+          return Status::Ok();
+        });
     parse.push_back(Seconds(start));
     if (!status.ok()) {
       std::cerr << "webapp_bench: " << status.message() << "\n";
@@ -90,10 +94,11 @@ int main(int argc, char** argv) {
     }
     floor.push_back(Seconds(start));
     start = std::chrono::steady_clock::now();
-    status = webapp::ReadCsv(csv, *schema, *config, options, nullptr, [&](webapp::ParsedBatch& batch) {
-      std::vector<edgeloop::inference::Tensor> outputs;
-      return (*model)->Predict(batch.inputs, schema->outputs, &outputs);
-    });
+    status =
+        webapp::ReadCsv(csv, *schema, *config, options, nullptr, [&](webapp::ParsedBatch& batch) {
+          std::vector<edgeloop::inference::Tensor> outputs;
+          return (*model)->Predict(batch.inputs, schema->outputs, &outputs);
+        });
     parse_predict.push_back(Seconds(start));
     if (!status.ok()) return 1;
   }

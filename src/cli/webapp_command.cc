@@ -79,7 +79,8 @@ int Add(const WebappCommandOptions& o) {
   if (!password.ok()) return Fail(password.status());
   auto hash = webapp::HashPassword(*password, webapp::HashCost::kInteractive);
   if (!hash.ok()) return Fail(hash.status());
-  if (Status status = file->Put({o.name, *role, *hash}, o.replace); !status.ok()) return Fail(status);
+  if (Status status = file->Put({o.name, *role, *hash}, o.replace); !status.ok())
+    return Fail(status);
   if (Status status = file->Save(); !status.ok()) return Fail(status);
   std::cout << "added " << o.name << " (" << o.role << ") to " << o.users_file << "\n";
   return 0;
@@ -119,8 +120,9 @@ Command AddWebappCommand(CLI::App& root) {
   add->add_option("name", options->name, "User name: letters, digits and . _ @ -")->required();
   add->add_option("--users-file", options->users_file, "The users file (created if missing)")
       ->required();
-  add->add_option("--role", options->role, "user (score, feedback) or operator (also the operator "
-                                           "view)")
+  add->add_option("--role", options->role,
+                  "user (score, feedback) or operator (also the operator "
+                  "view)")
       ->capture_default_str()
       ->check(CLI::IsMember({"user", "operator"}));
   add->add_option("--password-file", options->password_file,

@@ -166,7 +166,9 @@ Status UsersFile::Save() const {
 }
 
 SessionStore::SessionStore(Clock* clock, std::chrono::seconds idle_timeout, size_t max_sessions)
-    : clock_(clock), idle_timeout_(idle_timeout), max_sessions_(std::max<size_t>(1, max_sessions)) {}
+    : clock_(clock),
+      idle_timeout_(idle_timeout),
+      max_sessions_(std::max<size_t>(1, max_sessions)) {}
 
 Session SessionStore::Create(std::string user, Role role) {
   Session session;

@@ -36,9 +36,9 @@ TEST(UsersFileTest, PutSaveLoadRemove) {
   auto file = UsersFile::Load(path);
   ASSERT_TRUE(file.ok());
   EXPECT_TRUE(file->users().empty());
-  ASSERT_TRUE(file->Put({"ana", Role::kOperator, *HashPassword("password-1", HashCost::kMinimal)},
-                        false)
-                  .ok());
+  ASSERT_TRUE(
+      file->Put({"ana", Role::kOperator, *HashPassword("password-1", HashCost::kMinimal)}, false)
+          .ok());
   ASSERT_TRUE(
       file->Put({"ben", Role::kUser, *HashPassword("password-2", HashCost::kMinimal)}, false).ok());
   EXPECT_EQ(file->Put({"ben", Role::kUser, "x"}, false).code(), StatusCode::kAlreadyExists);

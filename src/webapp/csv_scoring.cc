@@ -230,7 +230,9 @@ std::vector<Tensor> AllocateInputs(const inference::ModelConfig& config, int64_t
 }
 
 // The elements per row of input `i`.
-int64_t Width(const inference::TensorSpec& spec) { return spec.shape.size() == 2 ? spec.shape[1] : 1; }
+int64_t Width(const inference::TensorSpec& spec) {
+  return spec.shape.size() == 2 ? spec.shape[1] : 1;
+}
 
 std::string Truncated(std::string_view text) {
   if (text.size() <= 40) return std::string(text);
@@ -309,12 +311,17 @@ StatusOr<InputSchema> SchemaFor(const inference::ModelConfig& config, std::strin
     if (spec.shape.size() == 1) {
       schema.columns.push_back({spec.name, spec.datatype, static_cast<int>(i), 0, {}, {}, {}});
     } else if (spec.shape.size() == 2 && spec.shape[1] > 0 && spec.shape[1] <= 100'000) {
-      const bool named = wide_inputs == 1 &&
-                         config.feature_names.size() == static_cast<size_t>(spec.shape[1]);
+      const bool named =
+          wide_inputs == 1 && config.feature_names.size() == static_cast<size_t>(spec.shape[1]);
       for (int64_t k = 0; k < spec.shape[1]; ++k) {
         schema.columns.push_back(
             {named ? config.feature_names[k] : spec.name + "[" + std::to_string(k) + "]",
-             spec.datatype, static_cast<int>(i), k, {}, {}, {}});
+             spec.datatype,
+             static_cast<int>(i),
+             k,
+             {},
+             {},
+             {}});
       }
     } else {
       return UnimplementedError("input '" + spec.name + "' has shape " +
@@ -354,8 +361,10 @@ StatusOr<InputSchema> SchemaFor(const inference::ModelConfig& config, std::strin
       for (Column& column : schema.columns) {
         if (!features.contains(column.name) || !features[column.name].is_object()) continue;
         const Json& stats = features[column.name];
-        if (stats.contains("min") && stats["min"].is_number()) column.min = stats["min"].get<double>();
-        if (stats.contains("max") && stats["max"].is_number()) column.max = stats["max"].get<double>();
+        if (stats.contains("min") && stats["min"].is_number())
+          column.min = stats["min"].get<double>();
+        if (stats.contains("max") && stats["max"].is_number())
+          column.max = stats["max"].get<double>();
         if (stats.contains("quantiles") && stats["quantiles"].is_object() &&
             stats["quantiles"].contains("values") && stats["quantiles"]["values"].is_array() &&
             stats["quantiles"]["values"].size() == 11 &&
@@ -386,9 +395,8 @@ std::string SchemaJson(const InputSchema& schema, const inference::ModelConfig& 
                        {"datatype", std::string(inference::DataTypeName(spec.datatype))},
                        {"shape", spec.shape}});
   }
-  Json body = {{"columns", columns},
-               {"outputs", outputs},
-               {"contributions", schema.contributions >= 0}};
+  Json body = {
+      {"columns", columns}, {"outputs", outputs}, {"contributions", schema.contributions >= 0}};
   if (schema.threshold) body["threshold"] = *schema.threshold;
   return body.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
@@ -413,7 +421,8 @@ Status ReadCsv(std::string_view csv, const InputSchema& schema,
   for (size_t i = 0; i < fields.size(); ++i) {
     std::string name(Trim(fields[i]));
     if (!header.emplace(name, i).second) {
-      return InvalidArgumentError("the column '" + Truncated(name) + "' appears twice in the header");
+      return InvalidArgumentError("the column '" + Truncated(name) +
+                                  "' appears twice in the header");
     }
   }
   std::vector<size_t> field_of(schema.columns.size());
@@ -437,9 +446,9 @@ Status ReadCsv(std::string_view csv, const InputSchema& schema,
       expected += (i ? "," : "") + schema.columns[i].name;
     }
     if (schema.columns.size() > 30) expected += ",...";
-    return InvalidArgumentError("wrong columns: the model '" + config.name + "' needs " +
-                                std::to_string(missing.size()) + " column(s) the file lacks: " +
-                                list + ". Expected header: " + expected);
+    return InvalidArgumentError(
+        "wrong columns: the model '" + config.name + "' needs " + std::to_string(missing.size()) +
+        " column(s) the file lacks: " + list + ". Expected header: " + expected);
   }
   if (ignored != nullptr) {
     std::set<size_t> used(field_of.begin(), field_of.end());
@@ -493,10 +502,10 @@ Status ReadCsv(std::string_view csv, const InputSchema& schema,
       Tensor& tensor = batch.inputs[column.input];
       const int64_t index = batch.rows * Width(config.inputs[column.input]) + column.position;
       if (!SetValue(fields[field_of[c]], tensor, index)) {
-        return InvalidArgumentError(
-            "wrong type on line " + std::to_string(tokenizer.line()) + " (row " +
-            std::to_string(row + 1) + "), column '" + column.name + "': '" +
-            Truncated(fields[field_of[c]]) + "' is not " + std::string(TypeWord(column.datatype)));
+        return InvalidArgumentError("wrong type on line " + std::to_string(tokenizer.line()) +
+                                    " (row " + std::to_string(row + 1) + "), column '" +
+                                    column.name + "': '" + Truncated(fields[field_of[c]]) +
+                                    "' is not " + std::string(TypeWord(column.datatype)));
       }
     }
     ++batch.rows;
@@ -513,8 +522,7 @@ Status ReadCsv(std::string_view csv, const InputSchema& schema,
 }
 
 StatusOr<ParsedBatch> ParseRecord(const std::vector<std::pair<std::string, std::string>>& values,
-                                  const InputSchema& schema,
-                                  const inference::ModelConfig& config) {
+                                  const InputSchema& schema, const inference::ModelConfig& config) {
   ParsedBatch batch;
   batch.rows = 1;
   batch.inputs = AllocateInputs(config, 1);

@@ -29,7 +29,7 @@ namespace edgeloop::webapp {
 struct Column {
   std::string name;
   inference::DataType datatype = inference::DataType::kFp32;
-  int input = 0;     // index into ModelConfig::inputs
+  int input = 0;         // index into ModelConfig::inputs
   int64_t position = 0;  // element within the input's row (0 for [-1] inputs)
   // From the card, when it has them.
   std::optional<double> min, max, median;

@@ -175,8 +175,9 @@ TEST(ReadCsvTest, BadInputGetsAMessageAPersonCanActOn) {
     EXPECT_EQ(status.code(), StatusCode::kInvalidArgument) << csv.substr(0, 80);
     return std::string(status.message());
   };
-  EXPECT_NE(error("a,b,c\n1,2,3\n").find("wrong columns: the model 'mf' needs 20 column(s) the file "
-                                        "lacks: temperature_c, vibration_rms"),
+  EXPECT_NE(error("a,b,c\n1,2,3\n")
+                .find("wrong columns: the model 'mf' needs 20 column(s) the file "
+                      "lacks: temperature_c, vibration_rms"),
             std::string::npos);
   std::string missing_one = header;
   missing_one.replace(missing_one.find("rpm"), 3, "rpn");
@@ -207,11 +208,11 @@ TEST(ReadCsvTest, AnErrorFromTheCallbackStopsReading) {
   int calls = 0;
   CsvOptions options;
   options.batch_rows = 10;
-  const Status status = ReadCsv(Header(schema) + Rows(20, 100), schema, config, options, nullptr,
-                                [&](ParsedBatch&) {
-                                  ++calls;
-                                  return InternalError("model failed");
-                                });
+  const Status status =
+      ReadCsv(Header(schema) + Rows(20, 100), schema, config, options, nullptr, [&](ParsedBatch&) {
+        ++calls;
+        return InternalError("model failed");
+      });
   EXPECT_EQ(status.code(), StatusCode::kInternal);
   EXPECT_EQ(calls, 1);
 }
@@ -226,8 +227,9 @@ TEST(ReadCsvTest, ParsedRowsScoreLikeTheSameTensorsBuiltByHand) {
   ASSERT_TRUE(status.ok());
   inference::Tensor by_hand("features", inference::DataType::kFp32, {7, 20});
   for (int r = 0; r < 7; ++r) {
-    for (int c = 0; c < 20; ++c) by_hand.values<float>()[r * 20 + c] = std::stof(
-        std::to_string(r) + "." + (c < 10 ? "0" : "") + std::to_string(c));
+    for (int c = 0; c < 20; ++c)
+      by_hand.values<float>()[r * 20 + c] =
+          std::stof(std::to_string(r) + "." + (c < 10 ? "0" : "") + std::to_string(c));
   }
   std::vector<inference::Tensor> expected;
   ASSERT_TRUE((*model)->Predict({&by_hand, 1}, schema.outputs, &expected).ok());

@@ -39,8 +39,7 @@ StatusOr<std::string> CurlGet(const std::string& url) {
 }
 
 int64_t WallMs(const Clock& clock) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             clock.WallNow().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::milliseconds>(clock.WallNow().time_since_epoch())
       .count();
 }
 
@@ -83,7 +82,8 @@ double SumOf(const std::vector<Sample>& samples, std::string_view name,
   double sum = 0;
   for (const Sample& sample : samples) {
     if (sample.name != name) continue;
-    if (!labels_contain.empty() && sample.labels.find(labels_contain) == std::string::npos) continue;
+    if (!labels_contain.empty() && sample.labels.find(labels_contain) == std::string::npos)
+      continue;
     sum += sample.value;
   }
   return sum;

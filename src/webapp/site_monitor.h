@@ -43,8 +43,8 @@ double SumOf(const std::vector<Sample>& samples, std::string_view name,
              std::string_view labels_contain = {});
 
 struct SiteMonitorOptions {
-  std::string queue_url;           // serve --queue; empty: no queue section
-  std::string uplink_status_url;   // the worker's http://host:port/metrics; empty: unknown
+  std::string queue_url;          // serve --queue; empty: no queue section
+  std::string uplink_status_url;  // the worker's http://host:port/metrics; empty: unknown
   Clock* clock = Clock::Real();
   // Fetches a URL's body; empty: libcurl with a 2 s timeout. For tests.
   std::function<StatusOr<std::string>(const std::string& url)> fetch;

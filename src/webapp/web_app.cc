@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
-#include <cstdlib>
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -56,7 +56,8 @@ std::string QueryParam(std::string_view target, std::string_view name) {
       std::string_view value = pair.substr(eq + 1);
       for (size_t i = 0; i < value.size(); ++i) {
         if (value[i] == '%' && i + 2 < value.size()) {
-          out.push_back(static_cast<char>(std::stoi(std::string(value.substr(i + 1, 2)), nullptr, 16)));
+          out.push_back(
+              static_cast<char>(std::stoi(std::string(value.substr(i + 1, 2)), nullptr, 16)));
           i += 2;
         } else {
           out.push_back(value[i] == '+' ? ' ' : value[i]);
@@ -171,9 +172,10 @@ StatusOr<std::unique_ptr<WebApp>> WebApp::Create(WebAppOptions options,
     app->monitor_->Start(app->options_.monitor_interval);
   }
   if (app->dev_mode_) {
-    log::Warn("web app in dev mode: no --web-users file, so every visitor on loopback is an "
-              "operator",
-              {});
+    log::Warn(
+        "web app in dev mode: no --web-users file, so every visitor on loopback is an "
+        "operator",
+        {});
   }
   return app;
 }
@@ -295,12 +297,11 @@ Response WebApp::Login(const http::Request& request) {
   }
   const ::edgeloop::webapp::Session session = sessions_.Create(user, role);
   log::Info("web app login", {{"user", user}, {"role", std::string(RoleName(role))}});
-  Response response = Response::Json(
-      200, Dump({{"logged_in", true},
-                 {"user", user},
-                 {"role", std::string(RoleName(role))},
-                 {"csrf", session.csrf},
-                 {"mode", dev_mode_ ? "dev" : "production"}}));
+  Response response = Response::Json(200, Dump({{"logged_in", true},
+                                                {"user", user},
+                                                {"role", std::string(RoleName(role))},
+                                                {"csrf", session.csrf},
+                                                {"mode", dev_mode_ ? "dev" : "production"}}));
   response.headers.emplace_back("Set-Cookie", std::string(kCookie) + "=" + session.id +
                                                   "; Path=/; HttpOnly; SameSite=Strict");
   return response;
@@ -327,7 +328,8 @@ Response WebApp::Models() {
     }
     models.push_back(std::move(model));
   }
-  return Response::Json(200, Dump({{"models", models}, {"feedback", context_.insights != nullptr}}));
+  return Response::Json(200,
+                        Dump({{"models", models}, {"feedback", context_.insights != nullptr}}));
 }
 
 Response WebApp::ScoreRecord(const http::Request& request, std::string_view model) {
@@ -381,12 +383,9 @@ Response WebApp::ScoreRecord(const http::Request& request, std::string_view mode
                score.value_or(0), anomaly});
   std::string row;
   AppendRowValues(outputs, 0, &row);
-  Json out = {{"model", config.name},
-              {"version", servable->version_string},
-              {"request_id", request_id},
-              {"row", 0},
-              {"anomaly", anomaly},
-              {"values", Json::parse(row)}};
+  Json out = {{"model", config.name},     {"version", servable->version_string},
+              {"request_id", request_id}, {"row", 0},
+              {"anomaly", anomaly},       {"values", Json::parse(row)}};
   out["score"] = score && std::isfinite(*score) ? Json(*score) : Json(nullptr);
   Json names = Json::array();
   for (int index : schema->outputs) names.push_back(config.outputs[index].name);
@@ -428,6 +427,7 @@ Response WebApp::ScoreCsv(const http::Request& request, std::string_view model) 
   int64_t rows = 0;
   int64_t anomalies = 0;
   int64_t batches = 0;
+  int64_t recorded_anomalies = 0;
   const int64_t now_ms = WallMs(options_.clock->WallNow());
   const Status status = ReadCsv(
       request.body, *schema, config, options_.csv, &ignored, [&](ParsedBatch& batch) -> Status {
@@ -447,9 +447,12 @@ Response WebApp::ScoreCsv(const http::Request& request, std::string_view model) 
         for (int64_t r = 0; r < batch.rows; ++r) {
           const auto [anomaly, score] = Verdict(outputs, r, schema->threshold);
           if (anomaly) ++anomalies;
-          if (anomaly || batch.rows - r <= 50) {
-            recent_.Add({now_ms, config.name, SeriesOf(batch.inputs, r), score.value_or(0),
-                         anomaly});
+          // A bulk upload adds at most 50 anomalies and its last rows to the recent-scores
+          // ring, so that one file does not push every live series' anomalies out.
+          if (anomaly ? recorded_anomalies < 50 : batch.rows - r <= 50) {
+            if (anomaly) ++recorded_anomalies;
+            recent_.Add(
+                {now_ms, config.name, SeriesOf(batch.inputs, r), score.value_or(0), anomaly});
           }
           if (rows) results.push_back(',');
           results.push_back('[');
@@ -478,15 +481,13 @@ Response WebApp::ScoreCsv(const http::Request& request, std::string_view model) 
   std::string body = "{\"model\":" + json::Quote(config.name) +
                      ",\"version\":" + json::Quote(servable->version_string) +
                      ",\"rows\":" + std::to_string(rows) +
-                     ",\"anomalies\":" + std::to_string(anomalies) +
-                     ",\"outputs\":" + Dump(names) + ",\"ignored_columns\":" + Dump(ignored) +
-                     ",\"seconds\":";
+                     ",\"anomalies\":" + std::to_string(anomalies) + ",\"outputs\":" + Dump(names) +
+                     ",\"ignored_columns\":" + Dump(ignored) + ",\"seconds\":";
   AppendDouble(seconds, &body);
   body += ",\"request_ids\":[" + ids + "],\"results\":[" + results + "]}";
-  log::Info("web app scored a CSV file", {{"model", config.name},
-                                          {"rows", rows},
-                                          {"anomalies", anomalies},
-                                          {"seconds", seconds}});
+  log::Info(
+      "web app scored a CSV file",
+      {{"model", config.name}, {"rows", rows}, {"anomalies", anomalies}, {"seconds", seconds}});
   return Response::Json(200, std::move(body));
 }
 
@@ -496,7 +497,8 @@ void WebApp::Feedback(const http::Request& request, http::Responder respond) {
     return respond(Response::Error(400, "the request body must be a JSON object"));
   }
   for (const char* field : {"model", "version", "request_id", "verdict"}) {
-    if (!body.contains(field) || !body[field].is_string() || body[field].get<std::string>().empty()) {
+    if (!body.contains(field) || !body[field].is_string() ||
+        body[field].get<std::string>().empty()) {
       return respond(Response::Error(400, std::string("'") + field + "' (a string) is required"));
     }
   }
@@ -514,7 +516,8 @@ void WebApp::Feedback(const http::Request& request, http::Responder respond) {
     return respond(Response::Error(400, "give the true label in 'label'"));
   }
   if (body.contains("row")) {
-    if (!body["row"].is_number_integer()) return respond(Response::Error(400, "'row' is an integer"));
+    if (!body["row"].is_number_integer())
+      return respond(Response::Error(400, "'row' is an integer"));
     label["row"] = body["row"];
   }
   std::string note;
@@ -575,7 +578,8 @@ Response WebApp::Operator() {
     if (sample.name != "edgeloop_inference_request_duration_seconds_bucket") continue;
     const size_t le = sample.labels.find("le=\"");
     if (le == std::string::npos) continue;
-    const std::string bound = sample.labels.substr(le + 4, sample.labels.find('"', le + 4) - le - 4);
+    const std::string bound =
+        sample.labels.substr(le + 4, sample.labels.find('"', le + 4) - le - 4);
     buckets[bound == "+Inf" ? HUGE_VAL : std::strtod(bound.c_str(), nullptr)] += sample.value;
   }
   std::optional<double> p95;
@@ -606,13 +610,13 @@ Response WebApp::Operator() {
                    {"latency_mean_ms", count > 0 ? sum / count * 1000 : 0.0}};
   requests["latency_p95_ms"] = p95 && std::isfinite(*p95) ? Json(*p95 * 1000) : Json(nullptr);
   Json site = Json::parse(monitor_->Json());
-  return Response::Json(200, Dump({{"models", models},
-                                   {"deployment", deployment},
-                                   {"requests", requests},
-                                   {"queue", site["queue"]},
-                                   {"uplink", site["uplink"]},
-                                   {"dropped_insights",
-                                    SumOf(samples, "edgeloop_insight_events_dropped_total")}}));
+  return Response::Json(
+      200, Dump({{"models", models},
+                 {"deployment", deployment},
+                 {"requests", requests},
+                 {"queue", site["queue"]},
+                 {"uplink", site["uplink"]},
+                 {"dropped_insights", SumOf(samples, "edgeloop_insight_events_dropped_total")}}));
 }
 
 void WebApp::ForwardToApi(http::Request request, http::Responder respond) {
@@ -632,21 +636,23 @@ void WebApp::ForwardToApi(http::Request request, http::Responder respond) {
   }
   auto body = std::make_shared<std::string>(request.body);
   auto wrapped = http::Responder::FromCallback(
-      [this, body, model, shared = std::make_shared<http::Responder>(std::move(respond))](
-          Response response) mutable {
+      [this, body, model,
+       shared = std::make_shared<http::Responder>(std::move(respond))](Response response) mutable {
         if (response.status == 200) {
           const Json in = Json::parse(*body, nullptr, false);
           const Json out = Json::parse(response.body, nullptr, false);
           std::map<std::string, const Json*> inputs, outputs;
           if (in.is_object() && in.contains("inputs") && in["inputs"].is_array()) {
             for (const Json& t : in["inputs"]) {
-              if (t.is_object() && t.contains("name") && t["name"].is_string() && t.contains("data"))
+              if (t.is_object() && t.contains("name") && t["name"].is_string() &&
+                  t.contains("data"))
                 inputs[t["name"].get<std::string>()] = &t["data"];
             }
           }
           if (out.is_object() && out.contains("outputs") && out["outputs"].is_array()) {
             for (const Json& t : out["outputs"]) {
-              if (t.is_object() && t.contains("name") && t["name"].is_string() && t.contains("data"))
+              if (t.is_object() && t.contains("name") && t["name"].is_string() &&
+                  t.contains("data"))
                 outputs[t["name"].get<std::string>()] = &t["data"];
             }
           }
@@ -746,14 +752,15 @@ void WebApp::Handle(http::Request request, http::Responder respond) {
   }
   if (method == Method::kPost && principal->cookie &&
       !ConstantTimeEquals(request.Header("X-CSRF-Token"), principal->csrf)) {
-    return finish(Response::Error(403, "missing or wrong CSRF token (X-CSRF-Token); reload the page"));
+    return finish(
+        Response::Error(403, "missing or wrong CSRF token (X-CSRF-Token); reload the page"));
   }
   if (route == "logout" && segments.size() == 1) {
     if (method != Method::kPost) return finish(MethodNotAllowed("POST"));
     sessions_.Remove(CookieValue(request.Header("Cookie"), kCookie));
     Response response = Response::Json(200, R"({"logged_in":false})");
-    response.headers.emplace_back("Set-Cookie", std::string(kCookie) +
-                                                    "=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    response.headers.emplace_back(
+        "Set-Cookie", std::string(kCookie) + "=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
     return finish(std::move(response));
   }
   if (route == "models" && segments.size() == 1) {
@@ -790,11 +797,11 @@ void WebApp::Handle(http::Request request, http::Responder respond) {
 }
 
 serving::WebAppFactory MakeWebAppFactory(WebAppOptions options) {
-  return [options](const serving::WebAppContext& context)
-             -> StatusOr<std::unique_ptr<http::Handler>> {
-    ASSIGN_OR_RETURN(std::unique_ptr<WebApp> app, WebApp::Create(options, context));
-    return std::unique_ptr<http::Handler>(std::move(app));
-  };
+  return
+      [options](const serving::WebAppContext& context) -> StatusOr<std::unique_ptr<http::Handler>> {
+        ASSIGN_OR_RETURN(std::unique_ptr<WebApp> app, WebApp::Create(options, context));
+        return std::unique_ptr<http::Handler>(std::move(app));
+      };
 }
 
 }  // namespace edgeloop::webapp

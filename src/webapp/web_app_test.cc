@@ -42,9 +42,9 @@ class WebAppTest : public ::testing::Test {
                                                  serving::ControlAccess{kToken, false}, nullptr,
                                                  insights_.get());
     UsersFile users = *UsersFile::Load(dir_.path() / "users");
-    ASSERT_TRUE(users.Put({"op", Role::kOperator, *HashPassword("op-password", HashCost::kMinimal)},
-                          false)
-                    .ok());
+    ASSERT_TRUE(
+        users.Put({"op", Role::kOperator, *HashPassword("op-password", HashCost::kMinimal)}, false)
+            .ok());
     ASSERT_TRUE(
         users.Put({"eu", Role::kUser, *HashPassword("eu-password", HashCost::kMinimal)}, false)
             .ok());
@@ -97,8 +97,8 @@ class WebAppTest : public ::testing::Test {
 
   // Logs in; returns {cookie header, csrf}.
   std::pair<std::string, std::string> Login(const std::string& user, const std::string& password) {
-    http::Response response = Call(Method::kPost, "/ui/api/login",
-                                   Json{{"user", user}, {"password", password}}.dump());
+    http::Response response =
+        Call(Method::kPost, "/ui/api/login", Json{{"user", user}, {"password", password}}.dump());
     EXPECT_EQ(response.status, 200) << response.body;
     std::string cookie;
     for (auto& [name, value] : response.headers) {
@@ -165,13 +165,15 @@ TEST_F(WebAppTest, ProductionNeedsALoginAndACsrfTokenAndKeepsOperatorsApart) {
   EXPECT_EQ(Call(Method::kGet, "/ui/api/models").status, 401);
   EXPECT_EQ(Call(Method::kPost, "/ui/api/login", R"({"user":"op","password":"wrong-pass"})").status,
             401);
-  EXPECT_EQ(Call(Method::kPost, "/ui/api/login", R"({"user":"nobody","password":"x"})").status, 401);
+  EXPECT_EQ(Call(Method::kPost, "/ui/api/login", R"({"user":"nobody","password":"x"})").status,
+            401);
   EXPECT_EQ(Call(Method::kPost, "/ui/api/login", "not json").status, 400);
 
   auto [cookie, csrf] = Login("eu", "eu-password");
   EXPECT_EQ(cookie.rfind("edgeloop_session=", 0), 0u);
   const std::vector<std::pair<std::string, std::string>> with_cookie = {{"Cookie", cookie}};
-  EXPECT_EQ(Json::parse(Call(Method::kGet, "/ui/api/session", "", with_cookie).body)["role"], "user");
+  EXPECT_EQ(Json::parse(Call(Method::kGet, "/ui/api/session", "", with_cookie).body)["role"],
+            "user");
   EXPECT_EQ(Call(Method::kGet, "/ui/api/models", "", with_cookie).status, 200);
   // End users never see the operator view.
   EXPECT_EQ(Call(Method::kGet, "/ui/api/operator", "", with_cookie).status, 403);
@@ -191,9 +193,10 @@ TEST_F(WebAppTest, ProductionNeedsALoginAndACsrfTokenAndKeepsOperatorsApart) {
   auto op = Login("op", "op-password");
   EXPECT_EQ(Call(Method::kGet, "/ui/api/operator", "", {{"Cookie", op.first}}).status, 200);
   // Logging out ends the session.
-  EXPECT_EQ(Call(Method::kPost, "/ui/api/logout", "", {{"Cookie", op.first}, {"X-CSRF-Token", op.second}})
-                .status,
-            200);
+  EXPECT_EQ(
+      Call(Method::kPost, "/ui/api/logout", "", {{"Cookie", op.first}, {"X-CSRF-Token", op.second}})
+          .status,
+      200);
   EXPECT_EQ(Call(Method::kGet, "/ui/api/operator", "", {{"Cookie", op.first}}).status, 401);
 }
 
@@ -201,10 +204,10 @@ TEST_F(WebAppTest, TheApiTokenLogsInAsOperatorAndWorksAsABearerToken) {
   MakeApp(false, false);
   EXPECT_FALSE(app_->dev_mode());
   EXPECT_EQ(Call(Method::kPost, "/ui/api/login", R"({"token":"wrong"})").status, 401);
-  EXPECT_EQ(Call(Method::kPost, "/ui/api/login", R"({"user":"op","password":"op-password"})").status,
-            401);
-  http::Response login =
-      Call(Method::kPost, "/ui/api/login", Json{{"token", kToken}}.dump());
+  EXPECT_EQ(
+      Call(Method::kPost, "/ui/api/login", R"({"user":"op","password":"op-password"})").status,
+      401);
+  http::Response login = Call(Method::kPost, "/ui/api/login", Json{{"token", kToken}}.dump());
   EXPECT_EQ(login.status, 200);
   EXPECT_EQ(Json::parse(login.body)["role"], "operator");
   const std::string bearer = std::string("Bearer ") + kToken;
@@ -261,8 +264,9 @@ TEST_F(WebAppTest, ScoresARecordWithContributionsLikeTheInferApi) {
   EXPECT_EQ(result["contributions"].size(), 8u);
   EXPECT_FALSE(result["request_id"].get<std::string>().empty());
 
-  Json infer = {{"inputs", {{{"name", "features"}, {"datatype", "FP32"}, {"shape", {1, 20}},
-                             {"data", row}}}}};
+  Json infer = {
+      {"inputs",
+       {{{"name", "features"}, {"datatype", "FP32"}, {"shape", {1, 20}}, {"data", row}}}}};
   http::Response direct = Call(Method::kPost, "/v2/models/mf/infer", infer.dump());
   ASSERT_EQ(direct.status, 200) << direct.body;
   EXPECT_EQ(result["values"][0].get<float>(),
@@ -290,9 +294,8 @@ TEST_F(WebAppTest, ScoresACsvFileAndRejectsBadFilesWithAMessage) {
   EXPECT_EQ(wrong.status, 400);
   EXPECT_NE(Json::parse(wrong.body)["error"].get<std::string>().find("wrong columns"),
             std::string::npos);
-  http::Response garbage =
-      Call(Method::kPost, "/ui/api/models/mf/score-csv", std::string("\x89PNG\r\n\x1a\n\0\0", 10),
-           headers);
+  http::Response garbage = Call(Method::kPost, "/ui/api/models/mf/score-csv",
+                                std::string("\x89PNG\r\n\x1a\n\0\0", 10), headers);
   EXPECT_EQ(garbage.status, 400);
   EXPECT_NE(garbage.body.find("not CSV text"), std::string::npos);
   EXPECT_EQ(Call(Method::kPost, "/ui/api/models/nope/score-csv", Csv(1), headers).status, 404);
@@ -303,10 +306,15 @@ TEST_F(WebAppTest, FeedbackBecomesAFeedbackEventInTheQueue) {
   auto [cookie, csrf] = Login("eu", "eu-password");
   const std::vector<std::pair<std::string, std::string>> headers = {{"Cookie", cookie},
                                                                     {"X-CSRF-Token", csrf}};
-  Json scored = Json::parse(Call(Method::kPost, "/ui/api/models/mf/score-csv", Csv(3), headers).body);
+  Json scored =
+      Json::parse(Call(Method::kPost, "/ui/api/models/mf/score-csv", Csv(3), headers).body);
   const std::string request_id = scored["request_ids"][0];
-  Json feedback = {{"model", "mf"},      {"version", "1"},          {"request_id", request_id},
-                   {"row", 2},           {"verdict", "label"},      {"label", "failure"},
+  Json feedback = {{"model", "mf"},
+                   {"version", "1"},
+                   {"request_id", request_id},
+                   {"row", 2},
+                   {"verdict", "label"},
+                   {"label", "failure"},
                    {"note", "bearing replaced the day after"}};
   http::Response answer = Call(Method::kPost, "/ui/api/feedback", feedback.dump(), headers);
   ASSERT_EQ(answer.status, 201) << answer.body;
@@ -334,7 +342,8 @@ TEST_F(WebAppTest, FeedbackBecomesAFeedbackEventInTheQueue) {
 TEST_F(WebAppTest, OperatorViewShowsModelsRequestsQueueAndUplink) {
   MakeApp(true, false);
   auto [cookie, csrf] = Login("op", "op-password");
-  Call(Method::kPost, "/ui/api/models/mf/score-csv", Csv(5), {{"Cookie", cookie}, {"X-CSRF-Token", csrf}});
+  Call(Method::kPost, "/ui/api/models/mf/score-csv", Csv(5),
+       {{"Cookie", cookie}, {"X-CSRF-Token", csrf}});
   app_->monitor()->Poll();
   Json view = Json::parse(Call(Method::kGet, "/ui/api/operator", "", {{"Cookie", cookie}}).body);
   EXPECT_EQ(view["models"][0]["name"], "mf");

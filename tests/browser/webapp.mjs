@@ -64,6 +64,7 @@ async function sendFeedback(page, opener, { verdict, label, note }) {
   if (verdict === 'incorrect') await page.getByLabel('Incorrect').check();
   if (label !== undefined) await page.fill('#fb-label-value', label);
   await page.getByLabel('Note (optional)').fill(note);
+  await page.evaluate(() => { document.getElementById('toast').textContent = ''; });
   await page.getByRole('button', { name: 'Send feedback' }).click();
   await page.waitForFunction(() => /Feedback recorded \(event /.test(document.getElementById('toast').textContent)
     || !document.getElementById('feedback-error').hidden, null, { timeout: 15000 });
@@ -128,7 +129,9 @@ try {
   check(flagged === anomalies && shownRows === anomalies, `anomalies only: ${shownRows} rows (${flagged} highlighted), want ${anomalies}`);
   await page.uncheck('#only-anomalies');
   await page.fill('#filter', '17');
-  check((await page.$$eval('#results tbody tr', (tr) => tr.length)) === 1, 'filtering by row number');
+  const filtered = await page.$$eval('#results tbody tr', (tr) => tr.map((r) => [...r.cells].map((c) => c.textContent)));
+  check(filtered.length >= 1 && filtered.length < 1000 && filtered.some((r) => r[0] === '17')
+    && filtered.every((r) => r[0] === '17' || r.slice(2, -1).some((v) => v.includes('17'))), `filter '17' shows ${filtered.length} rows`);
   await page.fill('#filter', '');
   const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
   const csv = readFileSync(await download.path(), 'utf8').trim().split('\n');

@@ -396,9 +396,10 @@ async function refreshOperator() {
   const body = document.createElement('tbody');
   for (const m of d.models) {
     const dep = deployed[m.name] || {};
-    const digest = dep.digest || dep.serving_digest || (m.fingerprint ? 'folder ' + m.fingerprint.slice(0, 12) : '—');
-    const signer = dep.signer || dep.key_id || '';
-    const canary = dep.canary_share !== undefined ? fmt(dep.canary_share * 100) + ' %' : (dep.canary ? JSON.stringify(dep.canary) : '—');
+    const digest = dep.digest || (m.fingerprint ? 'folder ' + m.fingerprint.slice(0, 12) : '—');
+    const signer = dep.digest && d.deployment.trusted_key_ids ? 'verified: ' + d.deployment.trusted_key_ids.join(', ') : '';
+    const rollout = dep.rollout || {};
+    const canary = rollout.state && rollout.state !== 'none' ? rollout.state + (rollout.share !== undefined ? ' ' + fmt(rollout.share * 100) + ' %' : '') : '—';
     const tr = document.createElement('tr');
     [m.name, m.version || '—', m.state + (m.reason ? ' (' + m.reason + ')' : ''), when(m.since_ms), String(digest).slice(0, 24) + (signer ? ' · ' + signer : ''), canary]
       .forEach((v) => { const td = document.createElement('td'); td.textContent = v; tr.append(td); });
