@@ -680,7 +680,9 @@ TEST_F(LakeTest, OpenPartitionFilesHoldBoundedMemory) {
   ASSERT_TRUE((*txn)->Commit().ok());
   EXPECT_EQ(ScanAll(lake_.get(), "events")->ids, Range(0, kRows));
   std::set<std::string> days;
-  for (const DataFileInfo& f : *lake_->Files("events")) days.insert(f.partition);
+  auto files = lake_->Files("events");
+  ASSERT_TRUE(files.ok());
+  for (const DataFileInfo& f : *files) days.insert(f.partition);
   EXPECT_EQ(days.size(), 12u);
 }
 
