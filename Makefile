@@ -40,7 +40,7 @@ asan-test: bootstrap
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS) -L unit
 
-# Serves the bundled example model and prints a curl line that scores a row.
+# The whole loop on this machine (`edgeloop up`, docs/up.md): prints the URLs; Ctrl-C stops it.
 demo: build
 	scripts/demo $(BUILD)/edgeloop
 

@@ -24,6 +24,7 @@ Command AddPipelineCommand(CLI::App& root);
 Command AddLakeCommand(CLI::App& root);
 Command AddTrainCommand(CLI::App& root);
 Command AddHubCommand(CLI::App& root);
+Command AddUpCommand(CLI::App& root);
 Command AddWebappCommand(CLI::App& root);
 Command AddVersionCommand(CLI::App& root);
 

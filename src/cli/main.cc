@@ -30,8 +30,8 @@ int main(int argc, char** argv) {
   std::vector<cli::Command> commands = {
       cli::AddServeCommand(app), cli::AddWorkerCommand(app),   cli::AddQueueCommand(app),
       cli::AddModelCommand(app), cli::AddPipelineCommand(app), cli::AddLakeCommand(app),
-      cli::AddTrainCommand(app), cli::AddHubCommand(app),      cli::AddWebappCommand(app),
-      cli::AddVersionCommand(app)};
+      cli::AddTrainCommand(app), cli::AddHubCommand(app),      cli::AddUpCommand(app),
+      cli::AddWebappCommand(app), cli::AddVersionCommand(app)};
 
   try {
     app.parse(argc, argv);

@@ -476,7 +476,8 @@ Status Up::StartEdge() {
       "--site",         kSite,          "--sample-rate",
       "1",              "--anomaly-threshold",
       "0.9",            "--drain-timeout-ms",
-      "5000"};
+      "5000",           "--uplink-status-url",
+      "http://127.0.0.1:" + std::to_string(worker_port_) + "/metrics"};
   ASSIGN_OR_RETURN(const size_t index, supervisor_.Start(Spec("serve", args)));
   ASSIGN_OR_RETURN(edge_port_, supervisor_.WaitListening(index, seconds(120),
                                                          [this] { return Stopping(); }));
@@ -518,7 +519,7 @@ void Up::PrintBanner() {
   out << "\nedgeloop up: the whole loop runs on this machine (state in " << dir_.string()
       << ", logs in " << P("logs").string() << ")\n\n"
       << "  Edge server     http://127.0.0.1:" << edge_port_
-      << "/          (the edge web app; the OIP API under /v2)\n"
+      << "/ui/       (the edge web app; the OIP API under /v2)\n"
       << "  Hub dashboard   http://127.0.0.1:" << hub_port_ << "/#token=" << dashboard_token
       << "\n"
       << "  Worker metrics  http://127.0.0.1:" << worker_port_ << "/metrics\n\n"
@@ -586,8 +587,10 @@ Status Up::Run() {
   RETURN_IF_ERROR(TrainFirstModel());
   RETURN_IF_ERROR(SetUpHub());
   RETURN_IF_ERROR(StartHub());
-  RETURN_IF_ERROR(StartEdge());
+  // The worker before the edge server: the web app shows the uplink from the worker's metrics,
+  // and the stop order (the reverse) lets the worker drain what the server emitted last.
   RETURN_IF_ERROR(StartWorker());
+  RETURN_IF_ERROR(StartEdge());
 
   ASSIGN_OR_RETURN(std::vector<DemoRow> live, ReadDemoCsv(P("data/live.csv")));
   FeedOptions feed_options;
