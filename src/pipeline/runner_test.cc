@@ -186,13 +186,21 @@ TEST_F(RunnerTest, TooManyRejectsCommitNothingAndKeepTheWatermark) {
   EXPECT_EQ(retry.summary.rows_rejected, 2);
 }
 
-TEST_F(RunnerTest, MalformedFileFailsTheRunWithoutCommitting) {
-  Write("a.csv", "ts,machine,temp\n2026-11-27T01:00:00Z,m1,20\n\"2026\"x,m1,1\n");
+TEST_F(RunnerTest, MalformedHeaderFailsTheRunWithoutCommitting) {
+  Write("a.csv", "\"ts\"x,machine,temp\n2026-11-27T01:00:00Z,m1,20\n");
   const RunResult result = Run(Spec(kReadings));
-  EXPECT_EQ(result.stage, RunResult::Stage::kRun);
   EXPECT_EQ(result.status.code(), StatusCode::kInvalidArgument);
   EXPECT_THAT(result.status.message(), HasSubstr("a.csv"));
   EXPECT_TRUE(Rows("readings").empty());
+}
+
+TEST_F(RunnerTest, MalformedRowIsRejectedInTheSameCommitAsTheGoodRows) {
+  Write("a.csv", "ts,machine,temp\n2026-11-27T01:00:00Z,m1,20\n\"2026\"x,m1,1\n");
+  const RunResult result = Run(Spec(kReadings));
+  ASSERT_TRUE(result.status.ok()) << result.status;
+  EXPECT_EQ(result.summary.rows_rejected, 1);
+  EXPECT_EQ(Rows("readings").size(), 1u);
+  EXPECT_EQ(Rows("readings_rejected").size(), 1u);
 }
 
 TEST_F(RunnerTest, PlanErrorsComeBeforeAnyRowIsRead) {
