@@ -320,6 +320,8 @@ Status Up::TrainFirstModel() {
                         P("lake").string(), "--no-progress"})
                       .status());
   if (!fs::exists(P("keys/release.key"))) {
+    std::error_code ec;
+    fs::create_directories(P("keys"), ec);
     RETURN_IF_ERROR(
         Step("keygen", {"model", "keygen", "--out", P("keys/release").string()}).status());
   }
@@ -566,8 +568,8 @@ void Up::PrintStatus(registry::HttpClient& client) {
                                               "/api/v1/jobs?limit=1",
                                   ReadFirstLine(P("tokens/dashboard.token"))),
                               nullptr, false);
-  if (job_list.is_object() && job_list.contains("rows") && !job_list["rows"].empty()) {
-    jobs = " | last job: " + job_list["rows"][0].value("status", "?");
+  if (job_list.is_object() && job_list.contains("jobs") && !job_list["jobs"].empty()) {
+    jobs = " | last job: " + job_list["jobs"][0].value("status", "?");
   }
   char accuracy[32] = "-";
   if (feed.is_object() && feed["rolling_accuracy"].is_number()) {

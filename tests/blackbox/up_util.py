@@ -128,12 +128,20 @@ class Up:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
             raise AssertionError(f"edgeloop up did not stop in {timeout}s:\n{self.err()[-4000:]}")
+        self.close()
         return code, children
 
     def kill(self):
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self.close()
+
+    def close(self):
+        for t in self.threads:
+            t.join(5)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            stream.close()
 
 
 def metric_sum(text, name, **labels):
