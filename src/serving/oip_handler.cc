@@ -387,6 +387,7 @@ void OipHandler::Infer(http::Request& request, std::string_view model,
   // A candidate that cannot take the request counts an error against it; the champion answers.
   std::shared_ptr<Rollout> rollout;
   std::shared_ptr<const ServableVersion> shadow;
+  std::shared_ptr<BatchItem> shadow_item;
   if (!version && rollouts_ != nullptr) rollout = rollouts_->Find(model);
   if (rollout) {
     const RouteDecision route =
@@ -404,9 +405,15 @@ void OipHandler::Infer(http::Request& request, std::string_view model,
       }
     }
     if (route.shadow) {
+      // The copy is parsed for the candidate's own inputs.
       auto target = manager_->Find(model, *route.shadow);
-      if (target.ok() && (*target)->config.inputs.size() == servable->config.inputs.size()) {
+      StatusOr<InferRequest> copy = target.ok() ? ParseInferRequest(request.body, (*target)->config)
+                                                : StatusOr<InferRequest>(target.status());
+      if (copy.ok()) {
         shadow = std::move(*target);
+        shadow_item = std::make_shared<BatchItem>();
+        shadow_item->inputs = std::move(copy->inputs);
+        shadow_item->output_indices = std::move(copy->output_indices);
       } else {
         rollout->Observe(*route.shadow, false, 0, {});
       }
@@ -422,12 +429,6 @@ void OipHandler::Infer(http::Request& request, std::string_view model,
     request_id = parsed->id ? *parsed->id : std::string(request.Header("X-Request-Id"));
     if (request_id.empty()) request_id = queue::NewEventId(*clock_);
     kept_inputs = std::make_shared<std::vector<inference::Tensor>>(parsed->inputs);
-  }
-  std::shared_ptr<BatchItem> shadow_item;
-  if (shadow) {
-    shadow_item = std::make_shared<BatchItem>();
-    shadow_item->inputs = parsed->inputs;
-    shadow_item->output_indices = parsed->output_indices;
   }
   BatchItem item;
   item.inputs = std::move(parsed->inputs);
