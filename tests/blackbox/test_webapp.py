@@ -50,7 +50,7 @@ class WebAppTest(unittest.TestCase):
     def login(self, user, password):
         response = self.client.post("/ui/api/login", {"user": user, "password": password})
         self.assertEqual(response.status, 200, response.body)
-        return {"Cookie": cookie_of(response), "X-CSRF-Token": response.json()["csrf"]}
+        return {"Cookie": cookie_of(response), "X-CSRF-Token": response.json["csrf"]}
 
     def upload(self, headers, body):
         return self.client.post("/ui/api/models/machine-failure/score-csv", body,
@@ -78,25 +78,25 @@ class WebAppTest(unittest.TestCase):
         self.assertEqual(missing.returncode, 4)
 
     def test_logins_roles_and_csrf(self):
-        session = self.client.get("/ui/api/session").json()
+        session = self.client.get("/ui/api/session").json
         self.assertEqual(session["mode"], "production")
         self.assertFalse(session["logged_in"])
         self.assertEqual(self.client.get("/ui/api/models").status, 401)
         wrong = self.client.post("/ui/api/login", {"user": "ana", "password": "nope-nope"})
         self.assertEqual(wrong.status, 401)
-        self.assertEqual(wrong.json()["error"], "wrong user name or password")
+        self.assertEqual(wrong.json["error"], "wrong user name or password")
         user = self.login("eli", "user-pass-1")
         self.assertEqual(self.client.get("/ui/api/operator", headers={"Cookie": user["Cookie"]}).status, 403)
         no_csrf = self.upload({"Cookie": user["Cookie"]}, FEATURES + "\n" + ROW + "\n")
         self.assertEqual(no_csrf.status, 403)
         ok = self.upload(user, FEATURES + "\n" + ROW + "\n" + ROW + "\n")
         self.assertEqual(ok.status, 200, ok.body[:300])
-        self.assertEqual(ok.json()["rows"], 2)
+        self.assertEqual(ok.json["rows"], 2)
         operator = self.login("ana", "operator-pass")
         view = self.client.get("/ui/api/operator", headers={"Cookie": operator["Cookie"]})
         self.assertEqual(view.status, 200)
-        self.assertEqual(view.json()["models"][0]["name"], "machine-failure")
-        self.assertEqual(view.json()["uplink"]["state"], "unknown")
+        self.assertEqual(view.json["models"][0]["name"], "machine-failure")
+        self.assertEqual(view.json["uplink"]["state"], "unknown")
         # The page itself is embedded and locked down.
         page = self.client.get("/ui/")
         self.assertEqual(page.status, 200)
@@ -114,7 +114,7 @@ class WebAppTest(unittest.TestCase):
         for body, message in cases:
             response = self.upload(user, body)
             self.assertEqual(response.status, 400, response.body[:200])
-            self.assertIn(message, response.json()["error"])
+            self.assertIn(message, response.json["error"])
         # 100 MB: refused from the declared length, with a JSON answer, before the body is read.
         sock = harness.connect(self.server.port)
         try:
@@ -140,9 +140,9 @@ class WebAppStartupTest(unittest.TestCase):
         try:
             client = harness.Client(server.port)
             session = client.get("/ui/api/session")
-            self.assertEqual(session.json()["mode"], "dev")
-            self.assertEqual(session.json()["role"], "operator")
-            self.assertIn("Dev mode", session.json()["notice"])
+            self.assertEqual(session.json["mode"], "dev")
+            self.assertEqual(session.json["role"], "operator")
+            self.assertIn("Dev mode", session.json["notice"])
             self.assertIsNotNone(cookie_of(session))
             self.assertEqual(client.get("/").status, 302)
             client.close()

@@ -81,7 +81,8 @@ async function upload(page, file) {
 }
 
 try {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 1000 }, acceptDownloads: true });
+  // The page's CSP forbids eval, which playwright's waitForFunction polling uses.
+  const context = await browser.newContext({ viewport: { width: 1280, height: 1000 }, acceptDownloads: true, bypassCSP: true });
   const page = await context.newPage();
   watch(page);
 
