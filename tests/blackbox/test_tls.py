@@ -105,7 +105,7 @@ class HubTlsTest(unittest.TestCase):
                 worker.kill()
                 worker.wait()
         for hub in self.hubs:
-            self.assertEqual(hub.stop(), 0, hub.log())
+            self.assertEqual(hub.stop(), 0)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def start_hub(self, *flags):
@@ -146,7 +146,7 @@ class HubTlsTest(unittest.TestCase):
         with open(os.path.join(self.tmp, "hub.token"), "w") as f:
             f.write(self.north + "\n")
         with open(os.path.join(self.tmp, "policy.yaml"), "w") as f:
-            f.write("destination: hub\nallow: [id, type, site, timestamp, score]\n")
+            f.write("destination: hub\nallow: [id, type, site, timestamp, score, model]\n")
         chain = os.path.join(self.tmp, f"chain-{os.path.basename(ca)}.yaml")
         url = f"https://127.0.0.1:{self.hubs[-1].port}/api/v1/ingest"
         with open(chain, "w") as f:
@@ -167,7 +167,8 @@ class HubTlsTest(unittest.TestCase):
         hub = self.start_hub()
         queue = "file://" + os.path.join(self.tmp, "queue")
         lines = "".join(json.dumps({"id": hu.uuid7(), "type": "insight", "site": "north",
-                                    "timestamp": int(time.time() * 1000), "score": i / 10}) + "\n"
+                                    "timestamp": int(time.time() * 1000), "score": i / 10,
+                                    "model": {"name": "m", "version": "1"}}) + "\n"
                         for i in range(10))
         subprocess.run([hu.binary(), "queue", "append", "--queue", queue], input=lines, text=True,
                        check=True, capture_output=True, timeout=30)
