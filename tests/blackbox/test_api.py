@@ -372,7 +372,8 @@ class ApiTest(harness.ServerTestCase):
                 self.assertNotIn(method, allow)
 
     def test_unknown_path_is_404(self):
-        for method, path in (("GET", "/"), ("GET", "/v3"), ("GET", "/v2/nope"),
+        # ("GET", "/") redirects to the web app (/ui/); see test_webapp.py.
+        for method, path in (("GET", "/v3"), ("GET", "/v2/nope"), ("GET", "/ui-nope"),
                              ("GET", f"/v2/models/{EXAMPLE}/bogus"),
                              ("POST", f"/v2/models/{EXAMPLE}/versions/1/infer/extra"),
                              ("GET", "/v2/health"), ("GET", "/metricsx")):

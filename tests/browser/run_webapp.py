@@ -52,7 +52,8 @@ def write_inputs(work):
             f.write(text)
     paths["garbage.csv"] = os.path.join(work, "garbage.csv")
     with open(paths["garbage.csv"], "wb") as f:
-        f.write(bytes(random.Random(1).getrandbits(8) for _ in range(4096)))
+        garbage = random.Random(1)  # one generator: a new Random(1) per byte repeats one byte
+        f.write(bytes(garbage.getrandbits(8) for _ in range(4096)))
     paths["huge.csv"] = os.path.join(work, "huge.csv")
     with open(paths["huge.csv"], "wb") as f:
         block = ("\n".join(lines[1:]) + "\n").encode()
