@@ -28,9 +28,9 @@ int main(int argc, char** argv) {
 
   // In the order of the loop: edge roles, models, data, cloud roles.
   std::vector<cli::Command> commands = {
-      cli::AddServeCommand(app), cli::AddWorkerCommand(app),   cli::AddQueueCommand(app),
-      cli::AddModelCommand(app), cli::AddPipelineCommand(app), cli::AddLakeCommand(app),
-      cli::AddTrainCommand(app), cli::AddHubCommand(app),      cli::AddUpCommand(app),
+      cli::AddServeCommand(app),  cli::AddWorkerCommand(app),   cli::AddQueueCommand(app),
+      cli::AddModelCommand(app),  cli::AddPipelineCommand(app), cli::AddLakeCommand(app),
+      cli::AddTrainCommand(app),  cli::AddHubCommand(app),      cli::AddUpCommand(app),
       cli::AddWebappCommand(app), cli::AddVersionCommand(app)};
 
   try {

@@ -88,8 +88,8 @@ DemoRow Reading(Rng& rng, const Machine& machine, int machine_index, int64_t ts_
   double z = 0;
   if (phase == 0) {
     // Before the drift, failures come from overheating, worn bearings (vibration) and dirty oil.
-    z = 1.1 * (temperature - 73.0) / 3.0 + 1.2 * (vibration - 2.7) / 0.35 + 0.5 * (oil - 40.0) / 12.0 -
-        3.2;
+    z = 1.1 * (temperature - 73.0) / 3.0 + 1.2 * (vibration - 2.7) / 0.35 +
+        0.5 * (oil - 40.0) / 12.0 - 3.2;
   } else {
     // After the drift (new bearings, a new hydraulic supplier): the new bearings run louder but
     // harmlessly, and failures now come from pressure and motor current.
@@ -101,9 +101,15 @@ DemoRow Reading(Rng& rng, const Machine& machine, int machine_index, int64_t ts_
   if (rng.Uniform() < anomaly_rate) {
     row.injected_anomaly = true;
     switch (rng.Next() % 3) {
-      case 0: temperature += 25.0; break;  // a stuck thermocouple
-      case 1: vibration *= 2.5; break;     // a loose sensor mount
-      default: pressure -= 2.0; break;     // a dropped pressure line
+      case 0:
+        temperature += 25.0;
+        break;  // a stuck thermocouple
+      case 1:
+        vibration *= 2.5;
+        break;  // a loose sensor mount
+      default:
+        pressure -= 2.0;
+        break;  // a dropped pressure line
     }
   }
   row.features = {temperature, vibration, pressure, rpm, current, oil, humidity, runtime_h};
@@ -114,7 +120,8 @@ Status WriteFileAtomically(const std::filesystem::path& path, const std::string&
                            const std::vector<DemoRow>& rows) {
   std::error_code ec;
   std::filesystem::create_directories(path.parent_path(), ec);
-  if (ec) return InternalError("cannot create " + path.parent_path().string() + ": " + ec.message());
+  if (ec)
+    return InternalError("cannot create " + path.parent_path().string() + ": " + ec.message());
   const std::filesystem::path tmp = path.string() + ".tmp";
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
@@ -156,8 +163,8 @@ bool ParseTimestamp(const std::string& text, int64_t* seconds) {
   y -= mo <= 2;
   const int era = (y >= 0 ? y : y - 399) / 400;
   const unsigned yoe = static_cast<unsigned>(y - era * 400);
-  const unsigned doy = (153 * static_cast<unsigned>(mo + (mo > 2 ? -3 : 9)) + 2) / 5 +
-                       static_cast<unsigned>(d) - 1;
+  const unsigned doy =
+      (153 * static_cast<unsigned>(mo + (mo > 2 ? -3 : 9)) + 2) / 5 + static_cast<unsigned>(d) - 1;
   const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
   const int64_t days = static_cast<int64_t>(era) * 146097 + static_cast<int64_t>(doe) - 719468;
   *seconds = days * 86400 + h * 3600 + mi * 60 + s;
@@ -238,7 +245,8 @@ std::string DemoCsvRow(const DemoRow& row) {
 }
 
 Status WriteDemoData(const DemoData& data, const std::filesystem::path& dir) {
-  RETURN_IF_ERROR(WriteFileAtomically(dir / "history" / "readings.csv", DemoCsvHeader(), data.history));
+  RETURN_IF_ERROR(
+      WriteFileAtomically(dir / "history" / "readings.csv", DemoCsvHeader(), data.history));
   return WriteFileAtomically(dir / "live.csv", DemoCsvHeader(), data.live);
 }
 
@@ -259,7 +267,8 @@ StatusOr<std::vector<DemoRow>> ReadDemoCsv(const std::filesystem::path& path) {
     auto bad = [&](const std::string& why) {
       return InvalidArgumentError(path.string() + ": line " + std::to_string(number) + ": " + why);
     };
-    if (fields.size() != features + 6) return bad("expected " + std::to_string(features + 6) + " fields");
+    if (fields.size() != features + 6)
+      return bad("expected " + std::to_string(features + 6) + " fields");
     DemoRow row;
     if (!ParseTimestamp(fields[0], &row.ts_s)) return bad("bad timestamp '" + fields[0] + "'");
     row.machine_id = fields[1];

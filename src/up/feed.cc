@@ -34,8 +34,8 @@ struct Answer {
   std::string body;
 };
 
-StatusOr<Answer> Post(registry::HttpClient& client, const std::string& url,
-                      const std::string& body, const std::vector<std::string>& headers) {
+StatusOr<Answer> Post(registry::HttpClient& client, const std::string& url, const std::string& body,
+                      const std::vector<std::string>& headers) {
   registry::StringBody request_body(body);
   registry::HttpRequest request;
   request.method = "POST";
@@ -185,9 +185,8 @@ Status Feed::Run(const std::atomic<bool>& stop) {
         started + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                       std::chrono::duration<double>(static_cast<double>(i - first) / rate));
     while (!stop.load() && std::chrono::steady_clock::now() < due) {
-      std::this_thread::sleep_for(
-          std::min<std::chrono::steady_clock::duration>(due - std::chrono::steady_clock::now(),
-                                                        std::chrono::milliseconds(50)));
+      std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(
+          due - std::chrono::steady_clock::now(), std::chrono::milliseconds(50)));
     }
     if (stop.load()) break;
     const DemoRow& row = rows_[i];
@@ -198,8 +197,8 @@ Status Feed::Run(const std::atomic<bool>& stop) {
                        {"datatype", "FP32"},
                        {"shape", {1, row.features.size()}},
                        {"data", row.features}}}}};
-    auto answer = Post(*client, infer_url, request.dump(),
-                       {"X-Edgeloop-Route-Key: " + row.machine_id});
+    auto answer =
+        Post(*client, infer_url, request.dump(), {"X-Edgeloop-Route-Key: " + row.machine_id});
     if (!answer.ok() || answer->status == 503) {
       // The server is away (restarting, draining) or not ready: wait and send the row again.
       note_error(answer.ok() ? "infer: 503 " + answer->body : answer.status().ToString());
@@ -265,7 +264,8 @@ size_t SavedFeedPosition(const std::filesystem::path& state_file) {
   std::ifstream in(state_file);
   if (!in) return 0;
   Json state = Json::parse(in, nullptr, false);
-  if (!state.is_object() || !state.contains("position") || !state["position"].is_number_unsigned()) {
+  if (!state.is_object() || !state.contains("position") ||
+      !state["position"].is_number_unsigned()) {
     return 0;
   }
   return state["position"].get<size_t>();

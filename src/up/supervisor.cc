@@ -208,9 +208,8 @@ std::string Supervisor::Tail(const std::filesystem::path& log, size_t bytes) {
   if (!in) return "";
   in.seekg(0, std::ios::end);
   const std::streamoff size = in.tellg();
-  const std::streamoff start = size > static_cast<std::streamoff>(bytes)
-                                   ? size - static_cast<std::streamoff>(bytes)
-                                   : 0;
+  const std::streamoff start =
+      size > static_cast<std::streamoff>(bytes) ? size - static_cast<std::streamoff>(bytes) : 0;
   in.seekg(start);
   std::ostringstream out;
   out << in.rdbuf();

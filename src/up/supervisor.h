@@ -25,14 +25,14 @@
 namespace edgeloop::up {
 
 struct ChildSpec {
-  std::string name;               // for messages and the log file
+  std::string name;  // for messages and the log file
   // argv[0] is the program; "/proc/self/exe" runs this very binary (the inode this process runs,
   // even when the file was replaced since).
   std::vector<std::string> argv;
-  std::filesystem::path log;      // stdout and stderr are appended here
+  std::filesystem::path log;  // stdout and stderr are appended here
   // When set, stdout goes here instead (truncated), e.g. to read a printed token.
   std::filesystem::path stdout_file;
-  std::vector<std::string> env;   // extra NAME=VALUE entries
+  std::vector<std::string> env;  // extra NAME=VALUE entries
 };
 
 // Returns true when the caller should give up waiting (e.g. a stop signal arrived). Called

@@ -33,9 +33,9 @@ TEST(SupervisorTest, WaitsForTheListeningLineAndStopsWithSigterm) {
   sigaddset(&block, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &block, &previous);
   Supervisor supervisor;
-  auto index = supervisor.Start(Shell(
-      "role", "echo starting; echo 'I listening address=127.0.0.1 port=4321'; exec sleep 30",
-      dir.path()));
+  auto index = supervisor.Start(
+      Shell("role", "echo starting; echo 'I listening address=127.0.0.1 port=4321'; exec sleep 30",
+            dir.path()));
   pthread_sigmask(SIG_SETMASK, &previous, nullptr);
   ASSERT_TRUE(index.ok());
   auto port = supervisor.WaitListening(*index, milliseconds(10'000), nullptr);
@@ -52,9 +52,8 @@ TEST(SupervisorTest, WaitsForTheListeningLineAndStopsWithSigterm) {
 TEST(SupervisorTest, KillsAChildThatIgnoresSigterm) {
   testing::TempDir dir;
   Supervisor supervisor;
-  auto index = supervisor.Start(
-      Shell("stubborn", "trap '' TERM; echo 'listening port=1'; while :; do sleep 1; done",
-            dir.path()));
+  auto index = supervisor.Start(Shell(
+      "stubborn", "trap '' TERM; echo 'listening port=1'; while :; do sleep 1; done", dir.path()));
   ASSERT_TRUE(index.ok());
   ASSERT_TRUE(supervisor.WaitListening(*index, milliseconds(10'000), nullptr).ok());
   const pid_t pid = supervisor.pid(*index);
@@ -96,8 +95,8 @@ TEST(SupervisorTest, RunTimesOutAndCancels) {
       supervisor.Run(Shell("slow", "exec sleep 30", dir.path()), milliseconds(100), nullptr);
   EXPECT_EQ(timed_out.status().code(), StatusCode::kDeadlineExceeded);
   int polls = 0;
-  auto cancelled = supervisor.Run(Shell("slow", "exec sleep 30", dir.path()),
-                                  milliseconds(30'000), [&] { return ++polls > 2; });
+  auto cancelled = supervisor.Run(Shell("slow", "exec sleep 30", dir.path()), milliseconds(30'000),
+                                  [&] { return ++polls > 2; });
   EXPECT_EQ(cancelled.status().code(), StatusCode::kCancelled);
 }
 

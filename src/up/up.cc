@@ -107,7 +107,6 @@ Status CheckPortFree(int port, const std::string& what) {
   return Status::Ok();
 }
 
-
 // HTTP GET on loopback for the status line; empty on any failure.
 std::string Get(registry::HttpClient& client, const std::string& url, const std::string& token) {
   registry::HttpRequest request;
@@ -221,10 +220,9 @@ Status Up::GenerateData() {
     log::Info("demo data already generated; reusing it", {{"dir", P("data").string()}});
     return Status::Ok();
   }
-  log::Info("generating the demo data set",
-            {{"machines", o_.data.machines},
-             {"history_rows", o_.data.history_rows},
-             {"live_rows", o_.data.live_rows}});
+  log::Info("generating the demo data set", {{"machines", o_.data.machines},
+                                             {"history_rows", o_.data.history_rows},
+                                             {"live_rows", o_.data.live_rows}});
   ASSIGN_OR_RETURN(DemoData data, GenerateDemoData(o_.data));
   RETURN_IF_ERROR(WriteDemoData(data, P("data")));
   state_["data"] = {{"seed", o_.data.seed},
@@ -302,23 +300,24 @@ Status Up::WriteSpecs() {
                             "features: [" +
                                 features_list + "]\n" + trainer));
   // What may leave the site: no operator ids, no comments.
-  return WriteFile(P("edge/policy.yaml"),
-                   "# Written by edgeloop up: what leaves the site for the hub (fail-closed).\n"
-                   "version: 1\n"
-                   "destination: hub\n"
-                   "allow:\n"
-                   "  - id\n  - type\n  - site\n  - model\n  - timestamp\n  - request_id\n"
-                   "  - outputs\n  - anomaly\n  - latency_ms\n"
-                   "  - label               # feedback: the label; the comment (who checked) stays\n"
-                   "  - drift\n  - ts_ms\n  - model_version\n  - model_digest\n" +
-                       allow);
+  return WriteFile(
+      P("edge/policy.yaml"),
+      "# Written by edgeloop up: what leaves the site for the hub (fail-closed).\n"
+      "version: 1\n"
+      "destination: hub\n"
+      "allow:\n"
+      "  - id\n  - type\n  - site\n  - model\n  - timestamp\n  - request_id\n"
+      "  - outputs\n  - anomaly\n  - latency_ms\n"
+      "  - label               # feedback: the label; the comment (who checked) stays\n"
+      "  - drift\n  - ts_ms\n  - model_version\n  - model_digest\n" +
+          allow);
 }
 
 Status Up::TrainFirstModel() {
-  RETURN_IF_ERROR(Step("pipeline-history",
-                       {"pipeline", "run", P("specs/history-pipeline.yaml").string(), "--lake",
-                        P("lake").string(), "--no-progress"})
-                      .status());
+  RETURN_IF_ERROR(
+      Step("pipeline-history", {"pipeline", "run", P("specs/history-pipeline.yaml").string(),
+                                "--lake", P("lake").string(), "--no-progress"})
+          .status());
   if (!fs::exists(P("keys/release.key"))) {
     std::error_code ec;
     fs::create_directories(P("keys"), ec);
@@ -335,14 +334,14 @@ Status Up::TrainFirstModel() {
   const std::string registry = "layout://" + P("registry/machine-failure").string();
   const fs::path summary = P("models/first-summary.json");
   fs::create_directories(P("models"), ec);
-  RETURN_IF_ERROR(Step("train-first",
-                       {"train", P("specs/train.yaml").string(), "--lake", P("lake").string(),
-                        "--out", P("models/first").string(), "--push", registry + ":first",
-                        "--key", P("keys/release.key").string(), "--promote", "champion",
-                        "--reason", "edgeloop up: the first model, trained on the history",
-                        "--json", "--quiet"},
-                       {0}, summary)
-                      .status());
+  RETURN_IF_ERROR(
+      Step("train-first",
+           {"train", P("specs/train.yaml").string(), "--lake", P("lake").string(), "--out",
+            P("models/first").string(), "--push", registry + ":first", "--key",
+            P("keys/release.key").string(), "--promote", "champion", "--reason",
+            "edgeloop up: the first model, trained on the history", "--json", "--quiet"},
+           {0}, summary)
+          .status());
   std::ifstream in(summary);
   Json result = Json::parse(in, nullptr, false);
   state_["first_model"] = {{"version", result.is_object() ? result.value("version", "") : ""},
@@ -365,11 +364,13 @@ Status Up::SetUpHub() {
   fs::create_directories(P("tokens"), ec);
   RETURN_IF_ERROR(Step("hub-migrate", {"hub", "migrate", "--store", store}).status());
   if (ReadFirstLine(P("tokens/site.token")).empty()) {
-    ASSIGN_OR_RETURN(const int code, Step("hub-site", {"hub", "site", "add", kSite, "--store", store},
-                                          {0, 2}, P("tokens/site.token.new")));
+    ASSIGN_OR_RETURN(const int code,
+                     Step("hub-site", {"hub", "site", "add", kSite, "--store", store}, {0, 2},
+                          P("tokens/site.token.new")));
     if (code == 2) {  // the site exists (a start cut short): a new token for it
-      RETURN_IF_ERROR(Step("hub-site", {"hub", "token", "add", std::string(kSite) + "-upload",
-                                        "--role", "site", "--site", kSite, "--store", store},
+      RETURN_IF_ERROR(Step("hub-site",
+                           {"hub", "token", "add", std::string(kSite) + "-upload", "--role", "site",
+                            "--site", kSite, "--store", store},
                            {0}, P("tokens/site.token.new"))
                           .status());
     }
@@ -431,8 +432,8 @@ Status Up::StartHub() {
   args.insert(args.end(), {"--schedule", P("hub/schedule.yaml").string(), "--time-scale",
                            std::to_string(o_.time_scale)});
   ASSIGN_OR_RETURN(const size_t index, supervisor_.Start(Spec("hub", args)));
-  ASSIGN_OR_RETURN(hub_port_, supervisor_.WaitListening(index, seconds(60),
-                                                        [this] { return Stopping(); }));
+  ASSIGN_OR_RETURN(hub_port_,
+                   supervisor_.WaitListening(index, seconds(60), [this] { return Stopping(); }));
   return Status::Ok();
 }
 
@@ -470,19 +471,28 @@ Status Up::StartEdge() {
                                 "      psi_threshold: 0.25\n"
                                 "      ks_threshold: 0.25\n"
                                 "      event_interval_s: 20\n"));
-  std::vector<std::string> args = {
-      "serve",          "--deployment", P("edge/deployment.yaml").string(),
-      "--http-address", "127.0.0.1",    "--http-port",
-      std::to_string(o_.port_base == 0 ? 0 : o_.port_base + 1),
-      "--queue",        "file://" + P("edge/queue").string(),
-      "--site",         kSite,          "--sample-rate",
-      "1",              "--anomaly-threshold",
-      "0.9",            "--drain-timeout-ms",
-      "5000",           "--uplink-status-url",
-      "http://127.0.0.1:" + std::to_string(worker_port_) + "/metrics"};
+  std::vector<std::string> args = {"serve",
+                                   "--deployment",
+                                   P("edge/deployment.yaml").string(),
+                                   "--http-address",
+                                   "127.0.0.1",
+                                   "--http-port",
+                                   std::to_string(o_.port_base == 0 ? 0 : o_.port_base + 1),
+                                   "--queue",
+                                   "file://" + P("edge/queue").string(),
+                                   "--site",
+                                   kSite,
+                                   "--sample-rate",
+                                   "1",
+                                   "--anomaly-threshold",
+                                   "0.9",
+                                   "--drain-timeout-ms",
+                                   "5000",
+                                   "--uplink-status-url",
+                                   "http://127.0.0.1:" + std::to_string(worker_port_) + "/metrics"};
   ASSIGN_OR_RETURN(const size_t index, supervisor_.Start(Spec("serve", args)));
-  ASSIGN_OR_RETURN(edge_port_, supervisor_.WaitListening(index, seconds(120),
-                                                         [this] { return Stopping(); }));
+  ASSIGN_OR_RETURN(edge_port_,
+                   supervisor_.WaitListening(index, seconds(120), [this] { return Stopping(); }));
   return Status::Ok();
 }
 
@@ -500,18 +510,30 @@ Status Up::StartWorker() {
                                 "/api/v1/ingest\n"
                                 "      token_file: ../tokens/site.token\n"
                                 "      compression: zstd\n"));
-  std::vector<std::string> args = {
-      "worker",          "--queue",          "file://" + P("edge/queue").string(),
-      "--function",      P("edge/worker.yaml").string(),
-      "--consumer",      "up-worker",        "--batch-size",
-      "200",             "--lease-wait-ms",  "200",
-      "--probe-max-ms",  "5000",             "--retry-max-ms",
-      "10000",           "--drain-timeout-ms",
-      "5000",            "--metrics-address", "127.0.0.1",
-      "--metrics-port",  std::to_string(o_.port_base == 0 ? 0 : o_.port_base + 2)};
+  std::vector<std::string> args = {"worker",
+                                   "--queue",
+                                   "file://" + P("edge/queue").string(),
+                                   "--function",
+                                   P("edge/worker.yaml").string(),
+                                   "--consumer",
+                                   "up-worker",
+                                   "--batch-size",
+                                   "200",
+                                   "--lease-wait-ms",
+                                   "200",
+                                   "--probe-max-ms",
+                                   "5000",
+                                   "--retry-max-ms",
+                                   "10000",
+                                   "--drain-timeout-ms",
+                                   "5000",
+                                   "--metrics-address",
+                                   "127.0.0.1",
+                                   "--metrics-port",
+                                   std::to_string(o_.port_base == 0 ? 0 : o_.port_base + 2)};
   ASSIGN_OR_RETURN(const size_t index, supervisor_.Start(Spec("worker", args)));
-  ASSIGN_OR_RETURN(worker_port_, supervisor_.WaitListening(index, seconds(60),
-                                                           [this] { return Stopping(); }));
+  ASSIGN_OR_RETURN(worker_port_,
+                   supervisor_.WaitListening(index, seconds(60), [this] { return Stopping(); }));
   return Status::Ok();
 }
 
@@ -522,8 +544,7 @@ void Up::PrintBanner() {
       << ", logs in " << P("logs").string() << ")\n\n"
       << "  Edge server     http://127.0.0.1:" << edge_port_
       << "/ui/       (the edge web app; the OIP API under /v2)\n"
-      << "  Hub dashboard   http://127.0.0.1:" << hub_port_ << "/#token=" << dashboard_token
-      << "\n"
+      << "  Hub dashboard   http://127.0.0.1:" << hub_port_ << "/#token=" << dashboard_token << "\n"
       << "  Worker metrics  http://127.0.0.1:" << worker_port_ << "/metrics\n\n"
       << "What to look at:\n"
       << "  1. The feed replays the factory's readings (" << o_.data.machines
@@ -534,15 +555,15 @@ void Up::PrintBanner() {
       << " % of the feed, a concept drift starts (new bearings, a new hydraulic supplier):\n"
       << "     the first model's accuracy drops; the edge reports drift on vibration_rms.\n"
       << "  3. The hub's scheduler retrains from the feedback (Jobs on the dashboard, or\n"
-      << "     curl -H 'Authorization: Bearer " << dashboard_token << "' http://127.0.0.1:"
-      << hub_port_ << "/api/v1/jobs);\n"
+      << "     curl -H 'Authorization: Bearer " << dashboard_token
+      << "' http://127.0.0.1:" << hub_port_ << "/api/v1/jobs);\n"
       << "     the challenger passes the gate and is promoted to :champion.\n"
       << "  4. The edge tries it as a canary on half of the machines, then promotes it:\n"
       << "     curl -s http://127.0.0.1:" << edge_port_ << "/v2/deployment\n"
       << "  5. Accuracy recovers (the status line below; " << P("feed.json").string() << ").\n"
-      << "  Operator ids never leave the site: the compliance policy (" << P("edge/policy.yaml").string()
-      << ")\n     lets only the label through; the audit log is " << P("edge/audit/hub.jsonl").string()
-      << ".\n\n"
+      << "  Operator ids never leave the site: the compliance policy ("
+      << P("edge/policy.yaml").string() << ")\n     lets only the label through; the audit log is "
+      << P("edge/audit/hub.jsonl").string() << ".\n\n"
       << "Press Ctrl-C to stop; `edgeloop up --dir " << o_.dir.string()
       << "` resumes where it stopped.\n"
       << std::endl;
@@ -552,10 +573,9 @@ void Up::PrintBanner() {
 void Up::PrintStatus(registry::HttpClient& client) {
   Json feed = Json::parse(feed_->StateJson(), nullptr, false);
   std::string rollout;
-  Json deployment = Json::parse(Get(client, "http://127.0.0.1:" + std::to_string(edge_port_) +
-                                                "/v2/deployment",
-                                    ""),
-                                nullptr, false);
+  Json deployment = Json::parse(
+      Get(client, "http://127.0.0.1:" + std::to_string(edge_port_) + "/v2/deployment", ""), nullptr,
+      false);
   if (deployment.is_object() && deployment.contains("models") && !deployment["models"].empty()) {
     const Json& m = deployment["models"][0];
     if (m.contains("rollout") && m["rollout"].is_object() &&
@@ -564,10 +584,10 @@ void Up::PrintStatus(registry::HttpClient& client) {
     }
   }
   std::string jobs;
-  Json job_list = Json::parse(Get(client, "http://127.0.0.1:" + std::to_string(hub_port_) +
-                                              "/api/v1/jobs?limit=1",
-                                  ReadFirstLine(P("tokens/dashboard.token"))),
-                              nullptr, false);
+  Json job_list = Json::parse(
+      Get(client, "http://127.0.0.1:" + std::to_string(hub_port_) + "/api/v1/jobs?limit=1",
+          ReadFirstLine(P("tokens/dashboard.token"))),
+      nullptr, false);
   if (job_list.is_object() && job_list.contains("jobs") && !job_list["jobs"].empty()) {
     jobs = " | last job: " + job_list["jobs"][0].value("status", "?");
   }
