@@ -23,14 +23,20 @@ build: configure
 
 # Every test: unit tests and black-box tests on the release build, then the unit tests again
 # under AddressSanitizer + UndefinedBehaviorSanitizer.
-test: build
+# (builds the binary and the unit tests only; `make build` also builds the benchmarks)
+test: configure
+	cmake --build $(BUILD) -j $(JOBS) --target edgeloop unit_tests
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
 	$(MAKE) --no-print-directory asan-test
 
-unit-test: build
+unit-# (builds the binary and the unit tests only; `make build` also builds the benchmarks)
+test: configure
+	cmake --build $(BUILD) -j $(JOBS) --target edgeloop unit_tests
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) -L unit
 
-blackbox-test: build
+blackbox-# (builds the binary and the unit tests only; `make build` also builds the benchmarks)
+test: configure
+	cmake --build $(BUILD) -j $(JOBS) --target edgeloop unit_tests
 	ctest --test-dir $(BUILD) --output-on-failure -L blackbox
 
 asan-test: bootstrap
