@@ -29,13 +29,11 @@ test: configure
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
 	$(MAKE) --no-print-directory asan-test
 
-unit-# (builds the binary and the unit tests only; `make build` also builds the benchmarks)
-test: configure
+unit-test: configure
 	cmake --build $(BUILD) -j $(JOBS) --target edgeloop unit_tests
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) -L unit
 
-blackbox-# (builds the binary and the unit tests only; `make build` also builds the benchmarks)
-test: configure
+blackbox-test: configure
 	cmake --build $(BUILD) -j $(JOBS) --target edgeloop unit_tests
 	ctest --test-dir $(BUILD) --output-on-failure -L blackbox
 
