@@ -5,41 +5,18 @@
 #include <fstream>
 #include <sstream>
 
+#include "lake/calendar.h"
+
 namespace edgeloop::hub {
 namespace {
 
 constexpr int64_t kDay = 86'400;
 
-// Howard Hinnant's civil-date algorithms (days since 1970-01-01, proleptic Gregorian).
-int64_t DaysFromCivil(int64_t y, unsigned m, unsigned d) {
-  y -= m <= 2;
-  const int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const auto yoe = static_cast<unsigned>(y - era * 400);
-  const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + static_cast<int64_t>(doe) - 719468;
-}
-
-struct Civil {
-  int64_t year;
-  unsigned month;
-  unsigned day;
-};
-
-Civil CivilFromDays(int64_t z) {
-  z += 719468;
-  const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-  const auto doe = static_cast<unsigned>(z - era * 146097);
-  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-  const int64_t y = static_cast<int64_t>(yoe) + era * 400;
-  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-  const unsigned mp = (5 * doy + 2) / 153;
-  const unsigned d = doy - (153 * mp + 2) / 5 + 1;
-  const unsigned m = mp < 10 ? mp + 3 : mp - 9;
-  return {y + (m <= 2), m, d};
-}
-
-int64_t FloorDiv(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
+// Civil-date arithmetic (header-only, shared with the lake and the pipeline).
+using ::edgeloop::lake::CivilFromDays;
+using ::edgeloop::lake::DaysFromCivil;
+using ::edgeloop::lake::FloorDiv;
+using Civil = ::edgeloop::lake::CivilDate;
 
 // 0 = Sunday; 1970-01-01 was a Thursday.
 unsigned Weekday(int64_t days) { return static_cast<unsigned>(((days % 7) + 11) % 7); }
