@@ -766,17 +766,34 @@ StatusOr<Histogram> Store::Distribution(const QueryFilter& filter, const std::st
 
 StatusOr<SqlTable> Store::Accuracy(const QueryFilter& filter, int64_t bucket_ms) {
   if (bucket_ms <= 0) return InvalidArgumentError("the bucket must be positive");
-  std::vector<SqlValue> params = {bucket_ms, bucket_ms};
+  // Two kinds of labels, as in Labelled(): those that name the event's id (with a label or an
+  // explicit `correct`), and the edge's form that names the site's request id; the event's
+  // `prediction` is compared with the label. Bool labels count as the classes "1" and "0".
+  const std::string label =
+      "CASE f.label WHEN 'true' THEN '1' WHEN 'false' THEN '0' ELSE f.label END";
   const std::string correct =
-      "COALESCE(f.correct, CASE WHEN f.label = e.prediction THEN 1 ELSE 0 END)";
+      "COALESCE(f.correct, CASE WHEN " + label + " = e.prediction THEN 1 ELSE 0 END)";
+  std::vector<SqlValue> params;
+  auto part = [&](const std::string& join, const std::string& condition) {
+    params.emplace_back(bucket_ms);
+    params.emplace_back(bucket_ms);
+    return "SELECT (f.ts / ?) * ? AS bucket, COALESCE(e.model, '') AS model, "
+           "COALESCE(e.model_version, '') AS version, " +
+           correct + " AS correct FROM feedback f " + join + " WHERE " + condition +
+           Where(filter, &params, "f.ts", "f.site", "e.model", "e.model_version");
+  };
   std::string sql =
-      "SELECT (f.ts / ?) * ? AS bucket, COALESCE(e.model, '') AS model, COALESCE(e.model_version, "
-      "'') AS version, COUNT(*) AS labelled, SUM(" +
-      correct + ") AS correct, SUM(" + correct +
-      ") * 1.0 / COUNT(*) AS accuracy FROM feedback f LEFT JOIN events e ON e.id = f.target_id "
-      "WHERE (f.correct IS NOT NULL OR (f.label IS NOT NULL AND e.prediction IS NOT NULL))" +
-      Where(filter, &params, "f.ts", "f.site", "e.model", "e.model_version") +
-      " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3";
+      part("LEFT JOIN events e ON e.id = f.target_id",
+           "(f.correct IS NOT NULL OR (f.label IS NOT NULL AND e.prediction IS NOT NULL))");
+  sql += " UNION ALL " +
+         part("JOIN events e ON e.site = f.site AND e.request_id = SUBSTR(f.target_id, " +
+                  std::to_string(kRequestTargetPrefix.size() + 1) + ") AND f.target_id LIKE '" +
+                  std::string(kRequestTargetPrefix) + "%'",
+              "e.type IN ('insight', 'anomaly') AND (f.correct IS NOT NULL OR (f.label IS NOT "
+              "NULL AND e.prediction IS NOT NULL))");
+  sql = "SELECT bucket, model, version, COUNT(*) AS labelled, SUM(correct) AS correct, "
+        "SUM(correct) * 1.0 / COUNT(*) AS accuracy FROM (" +
+        sql + ") labels GROUP BY 1, 2, 3 ORDER BY 1, 2, 3";
   Lease conn = Acquire();
   return conn->Query(sql, params);
 }

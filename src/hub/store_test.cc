@@ -315,6 +315,43 @@ TYPED_TEST(StoreTest, AccuracyFromFeedbackLabels) {
   EXPECT_EQ(Int(this->store_->Accuracy({}, kHour)->rows[0][Col(*accuracy, "labelled")]), 9);
 }
 
+TYPED_TEST(StoreTest, AccuracyFromTheEdgesFeedbackByRequestId) {
+  // Events predict "1" (even n) or "0"; the edge's feedback names the site's request id and
+  // labels with a number or a bool. Another site's request ids never match.
+  std::vector<Event> batch;
+  for (int i = 0; i < 6; ++i) {
+    Event e = Insight(i, "north", kT0, false, 0.1, i < 3 ? "1" : "2");
+    e.prediction = i % 2 == 0 ? "1" : "0";
+    batch.push_back(e);
+  }
+  ASSERT_TRUE(this->store_->Ingest(Meta("north"), batch, 0).ok());
+  Event south = Insight(50, "south", kT0);
+  south.request_id = "req-0";
+  south.prediction = "0";
+  ASSERT_TRUE(this->store_->Ingest(Meta("south"), {south}, 0).ok());
+  const std::vector<std::string> labels = {"1", "1", "true", "0", "false", "0"};
+  std::vector<Event> feedback;
+  for (int i = 0; i < 6; ++i) {
+    Event f = Feedback(100 + i, "north", kT0 + kHour, 0, labels[static_cast<size_t>(i)]);
+    f.target_id = std::string(kRequestTargetPrefix) + "req-" + std::to_string(i);
+    f.request_id = "req-" + std::to_string(i);
+    feedback.push_back(f);
+  }
+  ASSERT_TRUE(this->store_->Ingest(Meta("north"), feedback, 0).ok());
+  auto accuracy = this->store_->Accuracy({}, kHour);
+  ASSERT_TRUE(accuracy.ok()) << accuracy.status();
+  ASSERT_EQ(accuracy->rows.size(), 2u);
+  // Version 1: predictions 1 0 1 against labels 1 1 1 → 2 of 3. Version 2: 0 1 0 against 0 0 0.
+  EXPECT_EQ(Str(accuracy->rows[0][Col(*accuracy, "version")]), "1");
+  EXPECT_EQ(Int(accuracy->rows[0][Col(*accuracy, "labelled")]), 3);
+  EXPECT_EQ(Int(accuracy->rows[0][Col(*accuracy, "correct")]), 2);
+  EXPECT_EQ(Str(accuracy->rows[1][Col(*accuracy, "version")]), "2");
+  EXPECT_EQ(Int(accuracy->rows[1][Col(*accuracy, "correct")]), 2);
+  QueryFilter only_south;
+  only_south.site = "south";
+  EXPECT_TRUE(this->store_->Accuracy(only_south, kHour)->rows.empty());
+}
+
 TYPED_TEST(StoreTest, LatencyAndScoreDistributions) {
   std::vector<Event> batch;
   for (int i = 0; i < 100; ++i) batch.push_back(Insight(i, "north", kT0, false, i / 100.0));

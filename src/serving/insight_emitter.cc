@@ -307,6 +307,69 @@ std::string InsightEmitter::DigestOf(const ServableVersion& servable) {
   return digest;
 }
 
+const InsightEmitter::PredictionRule& InsightEmitter::RuleOf(const ServableVersion& servable) {
+  const std::string key = servable.config.version_dir.string() + "\n" + servable.fingerprint;
+  auto it = rules_.find(key);
+  if (it != rules_.end()) return it->second;
+  PredictionRule rule;
+  std::ifstream in(servable.config.version_dir / "card.json", std::ios::binary);
+  const Json card = in ? Json::parse(in, nullptr, false) : Json();
+  if (card.is_object() && card.contains("task") && card["task"].is_string()) {
+    rule.task = card["task"].get<std::string>();
+    if (card.contains("threshold") && card["threshold"].is_object() &&
+        card["threshold"].contains("value") && card["threshold"]["value"].is_number()) {
+      rule.threshold = card["threshold"]["value"].get<double>();
+    }
+    if (card.contains("classes") && card["classes"].is_array()) {
+      for (const Json& c : card["classes"]) {
+        rule.classes.push_back(c.is_string() ? c.get<std::string>() : c.dump());
+      }
+    }
+    if (rule.task == "regression" || (rule.task != "multiclass" && !rule.threshold)) {
+      rule.task.clear();  // no label to predict
+    }
+    if (rule.task != "multiclass" && rule.classes.size() != 2) rule.classes = {"0", "1"};
+  }
+  return rules_.emplace(key, std::move(rule)).first->second;
+}
+
+std::optional<std::string> InsightEmitter::Predicted(const PredictionRule& rule,
+                                                     const inference::ModelConfig& config,
+                                                     const std::vector<Tensor>& outputs,
+                                                     int64_t row) {
+  if (rule.task.empty()) return std::nullopt;
+  // The output that carries the prediction: one declared `kind: prediction`, else the
+  // `probability` or `score` output.
+  const Tensor* out = nullptr;
+  for (const Tensor& output : outputs) {
+    const int index = config.OutputIndex(output.name());
+    const bool declared = index >= 0 && config.outputs[static_cast<size_t>(index)].kind == "prediction";
+    if (declared || (out == nullptr && (output.name() == "probability" || output.name() == "score"))) {
+      out = &output;
+      if (declared) break;
+    }
+  }
+  if (out == nullptr || row >= RowsOf(*out)) return std::nullopt;
+  const int64_t per_row = PerRow(*out);
+  if (rule.task == "multiclass") {
+    if (per_row < 2) return std::nullopt;
+    int64_t best = -1;
+    double best_p = 0;
+    for (int64_t k = 0; k < per_row; ++k) {
+      const std::optional<double> p = Number(*out, row * per_row + k);
+      if (p && (best < 0 || *p > best_p)) best = k, best_p = *p;
+    }
+    if (best < 0) return std::nullopt;
+    if (rule.classes.size() == static_cast<size_t>(per_row)) {
+      return rule.classes[static_cast<size_t>(best)];
+    }
+    return std::to_string(best);
+  }
+  const std::optional<double> p = Number(*out, row * per_row);
+  if (!p || !rule.threshold) return std::nullopt;
+  return rule.classes[*p >= *rule.threshold ? 1 : 0];
+}
+
 std::vector<queue::Event> InsightEmitter::Build(Pending& pending) {
   std::vector<queue::Event> events;
   if (!pending.servable) return events;
@@ -336,6 +399,7 @@ std::vector<queue::Event> InsightEmitter::Build(Pending& pending) {
     events.push_back(std::move(event));
     return events;
   }
+  const PredictionRule& rule = RuleOf(servable);
   for (size_t r = 0; r < pending.rows.size(); ++r) {
     const auto row = static_cast<int64_t>(r);
     Json inputs = Json::object();
@@ -373,6 +437,9 @@ std::vector<queue::Event> InsightEmitter::Build(Pending& pending) {
         {"outputs", std::move(outputs)},
         {"anomaly", {{"verdict", verdict}, {"score", score ? Json(*score) : Json()}}},
         {"latency_ms", pending.latency_seconds * 1000.0}};
+    if (auto predicted = Predicted(rule, config, pending.outputs, row)) {
+      body["prediction"] = *predicted;
+    }
     event.payload = body.dump(-1, ' ', false, Json::error_handler_t::replace);
     events.push_back(std::move(event));
   }

@@ -14,6 +14,12 @@
 // While the queue is unreachable, events wait in the hand-off (up to its capacity) and the
 // thread retries every second.
 //
+// Each insight and anomaly event also carries the model's `prediction` as a label, when the
+// version's card.json says how to turn outputs into one: a binary model (or a detector) with a
+// `threshold` predicts classes[1] (default "1") when its `probability`/`score` output is at or
+// above it, else classes[0]; a multi-class model predicts the class of its largest
+// probability. The hub compares it with the label of the user's feedback for accuracy.
+//
 // The anomaly verdict of a row comes from an output named `anomaly` (BOOL, or a number: non-zero
 // is an anomaly) when the request returned it; otherwise from `threshold` applied to an output
 // named `score` or `probability` (score >= threshold); otherwise the row is not an anomaly.
@@ -122,6 +128,17 @@ class InsightEmitter {
   // Builds the events of one hand-off item.
   std::vector<queue::Event> Build(Pending& pending);
   std::string DigestOf(const ServableVersion& servable);
+  // How the version's outputs become a predicted label (from card.json; see the class comment).
+  struct PredictionRule {
+    std::string task;  // empty: the card says nothing usable, no prediction
+    std::optional<double> threshold;
+    std::vector<std::string> classes;
+  };
+  const PredictionRule& RuleOf(const ServableVersion& servable);
+  static std::optional<std::string> Predicted(const PredictionRule& rule,
+                                              const inference::ModelConfig& config,
+                                              const std::vector<inference::Tensor>& outputs,
+                                              int64_t row);
   double Uniform();
 
   InsightOptions options_;
@@ -139,6 +156,7 @@ class InsightEmitter {
   std::thread thread_;
 
   std::map<std::string, std::string> digests_;  // emitter thread only: model file → digest
+  std::map<std::string, PredictionRule> rules_;  // emitter thread only: version folder → rule
 
   metrics::Family<metrics::Counter>* dropped_ = nullptr;
   std::shared_ptr<metrics::Counter> emitted_insight_, emitted_anomaly_, emitted_feedback_,

@@ -115,6 +115,48 @@ TEST_F(InsightEmitterTest, SampledNormalRowsAndAnAnomalyOutputDecide) {
             std::string::npos);
 }
 
+TEST_F(InsightEmitterTest, EventsCarryThePredictedLabelTheCardDefines) {
+  // A binary card with a threshold of 0.3: probability 0.35 predicts "1", 0.1 predicts "0".
+  auto binary = std::make_shared<ServableVersion>(*servable_);
+  binary->config.version_dir = dir_.path();
+  std::ofstream(dir_.path() / "card.json")
+      << R"({"task": "binary", "classes": ["0", "1"], "threshold": {"value": 0.3}})";
+  auto emitter = Make(/*sample_rate=*/1.0, /*threshold=*/0.9, /*uniform=*/0.5);
+  std::vector<Tensor> inputs = {Fp32("x", {2, 2}, {1, 2, 3, 4})};
+  emitter->OnPrediction(binary, "req-b", inputs, {Fp32("probability", {2}, {0.35f, 0.1f})}, 0.001);
+  // A multi-class card: the class of the largest probability, by name.
+  TempDir multi_dir;
+  std::ofstream(multi_dir.path() / "card.json")
+      << R"({"task": "multiclass", "classes": ["red", "green", "blue"]})";
+  auto multi = std::make_shared<ServableVersion>(*servable_);
+  multi->config.version_dir = multi_dir.path();
+  multi->fingerprint = "other";
+  emitter->OnPrediction(multi, "req-m", {Fp32("x", {1, 2}, {1, 2})},
+                        {Fp32("probability", {1, 3}, {0.2f, 0.1f, 0.7f})}, 0.001);
+  // A regression card, and no card at all: no prediction field.
+  TempDir regression_dir;
+  std::ofstream(regression_dir.path() / "card.json") << R"({"task": "regression"})";
+  auto regression = std::make_shared<ServableVersion>(*servable_);
+  regression->config.version_dir = regression_dir.path();
+  emitter->OnPrediction(regression, "req-r", {Fp32("x", {1, 2}, {1, 2})},
+                        {Fp32("probability", {1}, {12.5f})}, 0.001);
+  emitter->OnPrediction(servable_, "req-n", {Fp32("x", {1, 2}, {1, 2})},
+                        {Fp32("probability", {1}, {0.5f})}, 0.001);
+  emitter->Stop(std::chrono::seconds(10));
+  std::map<std::string, std::vector<Json>> by_request;
+  for (const Json& event : Drain()) by_request[event["request_id"]].push_back(event);
+  ASSERT_EQ(by_request["req-b"].size(), 2u);
+  for (const Json& event : by_request["req-b"]) {
+    EXPECT_EQ(event["prediction"], event["row"] == 0 ? "1" : "0");
+  }
+  ASSERT_EQ(by_request["req-m"].size(), 1u);
+  EXPECT_EQ(by_request["req-m"][0]["prediction"], "blue");
+  ASSERT_EQ(by_request["req-r"].size(), 1u);
+  EXPECT_FALSE(by_request["req-r"][0].contains("prediction"));
+  ASSERT_EQ(by_request["req-n"].size(), 1u);
+  EXPECT_FALSE(by_request["req-n"][0].contains("prediction"));
+}
+
 TEST_F(InsightEmitterTest, FeedbackIsAcknowledgedOnceDurable) {
   auto emitter = Make(0, std::nullopt);
   std::promise<StatusOr<std::string>> done;

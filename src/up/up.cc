@@ -307,7 +307,7 @@ Status Up::WriteSpecs() {
       "destination: hub\n"
       "allow:\n"
       "  - id\n  - type\n  - site\n  - model\n  - timestamp\n  - request_id\n"
-      "  - outputs\n  - anomaly\n  - latency_ms\n"
+      "  - outputs\n  - prediction\n  - anomaly\n  - latency_ms\n"
       "  - label               # feedback: the label; the comment (who checked) stays\n"
       "  - drift\n  - ts_ms\n  - model_version\n  - model_digest\n" +
           allow);

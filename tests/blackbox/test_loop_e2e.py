@@ -11,6 +11,9 @@ from the outside:
   - a retraining job ran on the feedback, the challenger passed the gate, was promoted, rolled
     out through the canary, and the edge serves its digest;
   - on the post-drift readings the new model's ROC AUC beats the first model's by a margin;
+  - the hub reports accuracy from the edge's feedback for the first and the retrained version;
+  - in headless Chromium (tests/browser/loop.mjs; skipped with a note without node and
+    chromium), the edge web app and the hub's dashboard show the retrained version;
   - nothing in any queue was lost: after the feed, the worker's backlog drains to zero, the DLQ
     is empty, nothing was dropped, and the hub holds exactly the events the edge appended;
   - Ctrl-C stops every child; a second start resumes (no new data, no new first model) and a
@@ -126,6 +129,26 @@ class LoopTest(unittest.TestCase):
         served = self.deployment()
         self.assertIn(rollout["candidate_digest"],
                       [v["digest"] for v in served["local_versions"] if v.get("loaded")])
+
+        # 4b. The hub's accuracy from feedback: the edge's labels (by request id) are matched
+        # with the predictions its events carry, per model version, the retrained one included.
+        def accuracy_rows():
+            status, answer = http_json(self.up.hub_port, "GET",
+                                       "/api/v1/accuracy?bucket=1h",
+                                       token=self.up.dashboard_token)
+            self.assertEqual(status, 200, answer)
+            versions = {str(r["version"]) for r in answer["rows"] if r["labelled"] > 0}
+            return answer["rows"] if {"1", str(new_version)} <= versions else None
+        accuracy = wait_until(accuracy_rows, 60, "accuracy from feedback for versions 1 and "
+                              f"{new_version} at the hub", interval=1)
+        for row in accuracy:
+            self.assertTrue(0 <= row["accuracy"] <= 1, row)
+            self.assertLessEqual(row["correct"], row["labelled"], row)
+
+        # 4c. Browser: the edge web app and the hub's dashboard show the retrained version.
+        shown = up_util.browser_check(self.up, attempts=3)
+        if shown is not None:
+            self.assertGreaterEqual(shown["version"], new_version, shown)
 
         # 5. The feed finishes; the worker drains; nothing was lost or dropped.
         wait_until(lambda: self.up.feed_state().get("position") == len(rows), 150,

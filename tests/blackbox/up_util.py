@@ -209,3 +209,32 @@ def score(edge_port, rows, version=None):
             raise AssertionError(f"infer {path}: {status} {answer}")
         out.extend(harness.find_output(answer, "probability")["data"])
     return out
+
+
+def browser_check(up, attempts=3):
+    """Runs tests/browser/loop.mjs against a running `edgeloop up`: the edge web app and the hub
+    dashboard must show the version the edge serves (a retrained one). Returns its
+    {"version", "digest"}, or None (with a note) when node, chromium or playwright-core are
+    missing. Retries when a new rollout started while the pages loaded; fails after `attempts`."""
+    import shutil
+    browser_dir = harness.REPO_ROOT / "tests" / "browser"
+    node = shutil.which("node")
+    chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+    if node is None or not os.path.exists(chromium) or not (
+            browser_dir / "node_modules" / "playwright-core").exists():
+        print("\nSKIP browser check: needs node, chromium and tests/browser/node_modules "
+              "(npm ci in tests/browser)", flush=True)
+        return None
+    artifacts = os.environ.get("EDGELOOP_ARTIFACTS_DIR", str(browser_dir / "artifacts"))
+    os.makedirs(artifacts, exist_ok=True)
+    config = {"edge_url": f"http://{HOST}:{up.edge_port}", "hub_url": f"http://{HOST}:{up.hub_port}",
+              "hub_token": up.dashboard_token, "site": "plant-1", "artifacts": artifacts}
+    output = ""
+    for _ in range(attempts):
+        result = subprocess.run([node, str(browser_dir / "loop.mjs"), json.dumps(config)],
+                                cwd=browser_dir, capture_output=True, text=True,
+                                timeout=scaled(240))
+        if result.returncode == 0:
+            return json.loads(result.stdout.strip().splitlines()[-1])
+        output = result.stdout + result.stderr
+    raise AssertionError("the pages do not show the served version:\n" + output[-4000:])
