@@ -525,7 +525,8 @@ StatusOr<IngestResult> Store::Ingest(const UploadMeta& meta, const std::vector<E
     // Model versions seen, with the event-time span.
     std::map<std::tuple<std::string, std::string, std::string>, std::pair<int64_t, int64_t>> seen;
     for (const Event& e : events) {
-      if (e.model.empty()) continue;
+      // A version is seen in what it scored (feedback names the model, not always the version).
+      if (e.model.empty() || e.model_version.empty() || e.type == "feedback") continue;
       auto [it, fresh] =
           seen.try_emplace({e.model, e.model_version, e.model_digest}, e.ts_ms, e.ts_ms);
       if (!fresh) {
@@ -791,9 +792,10 @@ StatusOr<SqlTable> Store::Accuracy(const QueryFilter& filter, int64_t bucket_ms)
                   std::string(kRequestTargetPrefix) + "%'",
               "e.type IN ('insight', 'anomaly') AND (f.correct IS NOT NULL OR (f.label IS NOT "
               "NULL AND e.prediction IS NOT NULL))");
-  sql = "SELECT bucket, model, version, COUNT(*) AS labelled, SUM(correct) AS correct, "
-        "SUM(correct) * 1.0 / COUNT(*) AS accuracy FROM (" +
-        sql + ") labels GROUP BY 1, 2, 3 ORDER BY 1, 2, 3";
+  sql =
+      "SELECT bucket, model, version, COUNT(*) AS labelled, SUM(correct) AS correct, "
+      "SUM(correct) * 1.0 / COUNT(*) AS accuracy FROM (" +
+      sql + ") labels GROUP BY 1, 2, 3 ORDER BY 1, 2, 3";
   Lease conn = Acquire();
   return conn->Query(sql, params);
 }

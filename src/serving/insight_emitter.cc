@@ -343,8 +343,10 @@ std::optional<std::string> InsightEmitter::Predicted(const PredictionRule& rule,
   const Tensor* out = nullptr;
   for (const Tensor& output : outputs) {
     const int index = config.OutputIndex(output.name());
-    const bool declared = index >= 0 && config.outputs[static_cast<size_t>(index)].kind == "prediction";
-    if (declared || (out == nullptr && (output.name() == "probability" || output.name() == "score"))) {
+    const bool declared =
+        index >= 0 && config.outputs[static_cast<size_t>(index)].kind == "prediction";
+    if (declared ||
+        (out == nullptr && (output.name() == "probability" || output.name() == "score"))) {
       out = &output;
       if (declared) break;
     }

@@ -155,7 +155,7 @@ class InsightEmitter {
   int64_t appended_ = 0;             // GUARDED_BY(mu_)
   std::thread thread_;
 
-  std::map<std::string, std::string> digests_;  // emitter thread only: model file → digest
+  std::map<std::string, std::string> digests_;   // emitter thread only: model file → digest
   std::map<std::string, PredictionRule> rules_;  // emitter thread only: version folder → rule
 
   metrics::Family<metrics::Counter>* dropped_ = nullptr;

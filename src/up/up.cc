@@ -544,7 +544,8 @@ void Up::PrintBanner() {
       << ", logs in " << P("logs").string() << ")\n\n"
       << "  Edge server     http://127.0.0.1:" << edge_port_
       << "/ui/       (the edge web app; the OIP API under /v2)\n"
-      << "  Hub dashboard   http://127.0.0.1:" << hub_port_ << "/#token=" << dashboard_token << "\n"
+      << "  Hub dashboard   http://127.0.0.1:" << hub_port_
+      << "/#range=900000&token=" << dashboard_token << "\n"
       << "  Worker metrics  http://127.0.0.1:" << worker_port_ << "/metrics\n\n"
       << "What to look at:\n"
       << "  1. The feed replays the factory's readings (" << o_.data.machines

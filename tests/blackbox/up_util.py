@@ -103,7 +103,7 @@ class Up:
                                      f"{self.out()}\n{self.err()[-4000:]}")
             text = self.out()
             edge = re.search(r"Edge server\s+http://127\.0\.0\.1:(\d+)/", text)
-            hub = re.search(r"Hub dashboard\s+http://127\.0\.0\.1:(\d+)/#token=(\S+)", text)
+            hub = re.search(r"Hub dashboard\s+http://127\.0\.0\.1:(\d+)/#(?:range=\d+&)?token=(\S+)", text)
             worker = re.search(r"Worker metrics\s+http://127\.0\.0\.1:(\d+)/metrics", text)
             if edge and hub and worker:
                 return int(edge.group(1)), int(hub.group(1)), hub.group(2), int(worker.group(1))

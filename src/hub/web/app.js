@@ -9,6 +9,9 @@
   let timer = null;
 
   function readToken() {
+    // #range=<ms> picks the time range when it is one of the choices (edgeloop up: 15 minutes).
+    const r = /(?:^|[#&])range=(\d+)/.exec(location.hash);
+    if (r && [...$('range').options].some((o) => o.value === r[1])) $('range').value = r[1];
     const m = /(?:^|[#&])token=([^&]+)/.exec(location.hash);
     if (m) {
       token = decodeURIComponent(m[1]);
@@ -38,7 +41,8 @@
     if (range === 0 || range > 7 * 86400000) return '1d';
     if (range > 86400000) return '6h';
     if (range > 3600000) return '1h';
-    return '5m';
+    if (range > 900000) return '5m';
+    return '30s';
   }
 
   async function api(path, params) {

@@ -396,8 +396,10 @@ async function refreshOperator() {
   const body = document.createElement('tbody');
   for (const m of d.models) {
     const dep = deployed[m.name] || {};
-    const digest = dep.digest || (m.fingerprint ? 'folder ' + m.fingerprint.slice(0, 12) : '—');
-    const signer = dep.digest && d.deployment.trusted_key_ids ? 'verified: ' + d.deployment.trusted_key_ids.join(', ') : '';
+    // The digest of this local version (a deployment keeps several); a plain folder's fingerprint.
+    const local = (dep.local_versions || []).find((v) => String(v.version) === String(m.version));
+    const digest = (local && local.digest) || (m.fingerprint ? 'folder ' + m.fingerprint.slice(0, 12) : '—');
+    const signer = local && local.digest && d.deployment.trusted_key_ids ? 'verified: ' + d.deployment.trusted_key_ids.join(', ') : '';
     const rollout = dep.rollout || {};
     const canary = rollout.state && rollout.state !== 'none' ? rollout.state + (rollout.share !== undefined ? ' ' + fmt(rollout.share * 100) + ' %' : '') : '—';
     const tr = document.createElement('tr');
