@@ -147,14 +147,6 @@ int Run(int argc, char** argv) {
           p["probation"] =
               std::to_string(static_cast<int64_t>(std::min(std::floor(0.15 * n), 750.0)));
         }
-        if (std::getenv("EXPERIMENT_FULLRANGE")) {
-          const auto [lo, hi] = std::minmax_element(file.values.begin(), file.values.end());
-          char a[64], b[64];
-          std::snprintf(a, sizeof a, "%.17g", *lo);
-          std::snprintf(b, sizeof b, "%.17g", *hi > *lo ? *hi : *lo + 1);
-          p["input_min"] = a;
-          p["input_max"] = b;
-        }
         auto options = DetectorOptions::Parse(&p);
         if (!options.ok()) {
           std::fprintf(stderr, "%s: %s\n", name.c_str(), options.status().ToString().c_str());

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <limits>
 
 namespace edgeloop::anomaly {
@@ -119,13 +118,6 @@ double ContextDetector::Update(double value) {
   }
   if (likelihood_) score = likelihood_->Update(score);
   if (outside) score = 1;
-  if (std::getenv("EXP_RAWREST")) {
-    const bool quiet = quiet_left_ > 0;
-    if (quiet) --quiet_left_;
-    if (score >= threshold_ && n_ > probation_) quiet_left_ = suppress_;
-    if (n_ <= probation_ || quiet) return 0;
-    return score;
-  }
   if (n_ <= probation_) return 0;
   if (quiet_left_ > 0) {
     --quiet_left_;
