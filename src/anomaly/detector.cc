@@ -66,7 +66,8 @@ StatusOr<DetectorOptions> DetectorOptions::Parse(std::map<std::string, std::stri
   }
   constexpr double kHuge = 1e300;
   // The verdict threshold's default depends on the detector's score scale.
-  o.threshold = o.detector == "knn_cad" ? 0.9965 : 0.5;
+  RETURN_IF_ERROR(ParseInt(params, "cad_ose", 0, 1, &o.cad_ose));
+  o.threshold = o.detector == "knn_cad" ? 0.9965 : o.cad_ose > 0 ? 0.75 : 0.5;
   RETURN_IF_ERROR(ParseDouble(params, "threshold", 0, 1, &o.threshold));
   RETURN_IF_ERROR(ParseInt(params, "probation", 0, 1000000, &o.probation));
   double v = 0;
@@ -102,6 +103,9 @@ StatusOr<DetectorOptions> DetectorOptions::Parse(std::map<std::string, std::stri
   RETURN_IF_ERROR(ParseInt(params, "resolutions", 1, 8, &o.resolutions));
   RETURN_IF_ERROR(ParseDouble(params, "calm", 0, 1e9, &o.calm));
   RETURN_IF_ERROR(ParseInt(params, "max_contexts", 1, 100000000, &o.max_contexts));
+  RETURN_IF_ERROR(ParseInt(params, "value_bits", 1, 20, &o.value_bits));
+  RETURN_IF_ERROR(ParseInt(params, "max_left", 1, 1000, &o.max_left));
+  RETURN_IF_ERROR(ParseInt(params, "max_active", 0, 1000, &o.max_active));
   if (o.detector == "knn_cad") {
     const int64_t window = o.window > 0 ? o.window : o.probation;
     if (window <= o.dim + o.k) {
@@ -134,6 +138,10 @@ std::string DetectorOptions::Fingerprint() const {
   } else {
     out << ";bins=" << bins << ";max_order=" << max_order << ";resolutions=" << resolutions
         << ";calm=" << calm << ";max_contexts=" << max_contexts;
+    if (cad_ose > 0) {
+      out << ";cad_ose=1;value_bits=" << value_bits << ";max_left=" << max_left
+          << ";max_active=" << max_active;
+    }
   }
   return out.str();
 }
@@ -142,6 +150,9 @@ StatusOr<std::unique_ptr<Detector>> CreateDetector(const DetectorOptions& option
   if (options.detector == "ewma") return std::unique_ptr<Detector>(new EwmaDetector(options));
   if (options.detector == "knn_cad") {
     return std::unique_ptr<Detector>(new KnnCadDetector(options));
+  }
+  if (options.detector == "context" && options.cad_ose > 0) {
+    return std::unique_ptr<Detector>(new CadOseDetector(options));
   }
   if (options.detector == "context") {
     return std::unique_ptr<Detector>(new ContextDetector(options));

@@ -86,6 +86,11 @@ struct DetectorOptions {
   int64_t resolutions = 2;        // also score at 2, 4, ... times as many levels (averaged)
   double calm = 0;                // > 0: a novelty's score grows with the calm before it (points)
   int64_t max_contexts = 200000;  // memory bound: contexts remembered per series
+  // context with cad_ose 1: CAD OSE's method (context_detector.h)
+  int64_t cad_ose = 0;
+  int64_t value_bits = 3;   // a value is quantised into 2^value_bits levels
+  int64_t max_left = 7;     // largest left side of a generalised context (facts)
+  int64_t max_active = 15;  // active contexts fed back as facts (neurons)
 
   // Parses `params`: every key this struct knows is validated and removed from `params`
   // (unknown keys stay, for the caller to reject or use). kInvalidArgument naming the key on a

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <numbers>
@@ -272,6 +273,50 @@ TEST(ContextDetectorTest, WithLikelihoodSavedStateRestoresTheSameScores) {
   EXPECT_TRUE(r.done());
   const std::vector<double> rest(values.begin() + 700, values.end());
   EXPECT_EQ(Feed(a->get(), rest), Feed(b->get(), rest));
+}
+
+TEST(ContextDetectorTest, CadOseLearnsASquareWaveAndFlagsANewLevel) {
+  const DetectorOptions options = Options(
+      "context", {{"cad_ose", "1"}, {"probation", "100"}, {"input_min", "0"}, {"input_max", "10"}});
+  EXPECT_EQ(options.threshold, 0.75);  // CAD OSE's own
+  auto detector = CreateDetector(options);
+  ASSERT_TRUE(detector.ok());
+  std::vector<double> values;
+  for (int i = 0; i < 1000; ++i) values.push_back((i / 10) % 2 == 0 ? 2.0 : 8.0);
+  values[900] = 5.0;
+  const auto scores = Feed(detector->get(), values);
+  // The switches between the levels stay partly uncertain (a ten-point count is beyond the
+  // contexts' reach), but never alarming.
+  for (int i = 300; i < 900; ++i) ASSERT_LT(scores[static_cast<size_t>(i)], 0.5) << i;
+  EXPECT_GE(scores[900], 0.75);
+}
+
+TEST(ContextDetectorTest, CadOseSavedStateRestoresTheSameScoresAndBytes) {
+  const DetectorOptions options = Options("context", {{"cad_ose", "1"}, {"probation", "200"}});
+  std::vector<double> values = Signal(1500);
+  values[1100] += 3;
+  auto a = CreateDetector(options);
+  auto b = CreateDetector(options);
+  Feed(a->get(), std::vector<double>(values.begin(), values.begin() + 700));
+  StateWriter w;
+  (*a)->SaveState(&w);
+  StateReader r(w.data());
+  ASSERT_TRUE((*b)->LoadState(&r).ok());
+  EXPECT_TRUE(r.done());
+  const std::vector<double> rest(values.begin() + 700, values.end());
+  const auto scores = Feed(a->get(), rest);
+  EXPECT_EQ(scores, Feed(b->get(), rest));
+  EXPECT_GT(*std::max_element(scores.begin(), scores.end()), 0.0);
+  StateWriter wa, wb;
+  (*a)->SaveState(&wa);
+  (*b)->SaveState(&wb);
+  EXPECT_EQ(wa.data(), wb.data());
+  const std::string& full = w.data();
+  for (size_t cut : {size_t{0}, full.size() / 3, full.size() / 2, full.size() - 1}) {
+    auto c = CreateDetector(options);
+    StateReader truncated(std::string_view(full).substr(0, cut));
+    EXPECT_EQ((*c)->LoadState(&truncated).code(), StatusCode::kDataLoss) << "cut at " << cut;
+  }
 }
 
 TEST(DetectorOptionsTest, RejectsBadValuesNamingTheKeyAndLeavesUnknownKeys) {
