@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -227,9 +229,13 @@ int Run(const TrainCliOptions& o) {
   if (!lake.ok()) return Fail(lake.status());
   std::optional<int64_t> snapshot = spec->snapshot;
   if (o.snapshot > 0) snapshot = o.snapshot;
+  const auto read_started = std::chrono::steady_clock::now();
   StatusOr<train::TableRead> read =
       train::ReadLakeTable(**lake, spec->table, snapshot, columns, train::TrainThreads(*spec));
   if (!read.ok()) return Fail(read.status());
+  const double read_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - read_started)
+          .count();
 
   if (!o.quiet) {
     std::fprintf(stderr, "training %s on %s@%lld (%lld rows)\n", spec->name.c_str(),
@@ -246,6 +252,7 @@ int Run(const TrainCliOptions& o) {
   if (!result.ok()) return Fail(result.status());
 
   Json summary = result->summary;
+  summary["timings_ms"]["read snapshot"] = std::round(read_ms * 10) / 10;
   std::string text;
   const Json& test = result->card.contains("metrics") ? result->card["metrics"]["test"] : Json();
   text += "model " + spec->name + " version " + summary["version"].get<std::string>();
