@@ -1,10 +1,14 @@
-// SqlConn over libpq. Events are bulk-loaded with COPY into a per-connection temporary staging
-// table and moved into `events` with INSERT ... ON CONFLICT DO NOTHING, which is how COPY can
-// be idempotent by id.
+// SqlConn over libpq. Events are bulk-loaded with COPY, idempotent by id: the rows are COPYed
+// straight into `events` inside a savepoint (the common case: nothing was sent before), and only
+// when that COPY hits the primary key (a re-sent batch, or a concurrent upload of the same ids)
+// is it undone and the slower path taken: COPY into a per-connection temporary staging table,
+// then INSERT ... ON CONFLICT DO NOTHING.
 #include <libpq-fe.h>
 
 #include <charconv>
 #include <memory>
+#include <set>
+#include <string_view>
 
 #include "hub/event.h"
 #include "hub/sql.h"
@@ -186,13 +190,50 @@ class PostgresConn final : public SqlConn {
 
   StatusOr<int64_t> InsertEvents(const std::vector<Event>& events, int64_t received_at) override {
     if (events.empty()) return 0;
+    std::set<std::string_view> seen;
+    std::vector<const Event*> fresh;
+    fresh.reserve(events.size());
+    for (const Event& e : events) {
+      if (seen.insert(e.id).second)
+        fresh.push_back(&e);  // a repeat within the batch is a duplicate
+    }
+    RETURN_IF_ERROR(Exec("SAVEPOINT edgeloop_copy"));
+    StatusOr<int64_t> copied = Copy("events", fresh, received_at);
+    if (copied.ok() || copied.status().code() != StatusCode::kAlreadyExists) {
+      if (!copied.ok()) return copied.status();
+      RETURN_IF_ERROR(Exec("RELEASE SAVEPOINT edgeloop_copy"));
+      return copied;
+    }
+    // Some of these ids are stored already (a re-sent batch): stage, then insert what is new.
+    RETURN_IF_ERROR(Exec("ROLLBACK TO SAVEPOINT edgeloop_copy"));
     if (!stage_ready_) {
       RETURN_IF_ERROR(
           Exec("CREATE TEMP TABLE IF NOT EXISTS ingest_stage (LIKE events INCLUDING DEFAULTS) "
                "ON COMMIT DELETE ROWS"));
       stage_ready_ = true;
     }
-    const std::string copy = "COPY ingest_stage (" + std::string(kEventColumns) + ") FROM STDIN";
+    RETURN_IF_ERROR(Exec("TRUNCATE ingest_stage"));
+    RETURN_IF_ERROR(Copy("ingest_stage", fresh, received_at).status());
+    return Execute("INSERT INTO events (" + std::string(kEventColumns) + ") SELECT " +
+                       std::string(kEventColumns) +
+                       " FROM ingest_stage ON CONFLICT (id) DO NOTHING",
+                   {});
+  }
+
+  Status Begin() override { return Exec("BEGIN"); }
+  Status Commit() override { return Exec("COMMIT"); }
+  void Rollback() override {
+    Result result(PQexec(conn_, "ROLLBACK"), PQclear);
+    // A staging table created in the rolled-back transaction is gone.
+    stage_ready_ = false;
+  }
+
+ private:
+  // COPY of `events` into `table`; the number of rows copied. kAlreadyExists when a row's id is
+  // in `events` already (SQLSTATE 23505).
+  StatusOr<int64_t> Copy(const std::string& table, const std::vector<const Event*>& events,
+                         int64_t received_at) {
+    const std::string copy = "COPY " + table + " (" + std::string(kEventColumns) + ") FROM STDIN";
     {
       Result result(PQexec(conn_, copy.c_str()), PQclear);
       if (PQresultStatus(result.get()) != PGRES_COPY_IN) return Error("COPY", result.get());
@@ -200,27 +241,28 @@ class PostgresConn final : public SqlConn {
     std::string data;
     data.reserve(events.size() * 256);
     const std::string received = std::to_string(received_at);
-    for (const Event& e : events) {
-      auto text = [&](std::string_view s) {
-        AppendCopyText(&data, s);
-        data.push_back('\t');
-      };
-      auto opt_text = [&](const std::optional<std::string>& s) {
-        if (s) {
-          AppendCopyText(&data, *s);
-        } else {
-          data.append("\\N");
-        }
-        data.push_back('\t');
-      };
-      auto opt_double = [&](const std::optional<double>& d) {
-        if (d) {
-          AppendDouble(&data, *d);
-        } else {
-          data.append("\\N");
-        }
-        data.push_back('\t');
-      };
+    auto text = [&](std::string_view s) {
+      AppendCopyText(&data, s);
+      data.push_back('\t');
+    };
+    auto opt_text = [&](const std::optional<std::string>& s) {
+      if (s) {
+        AppendCopyText(&data, *s);
+      } else {
+        data.append("\\N");
+      }
+      data.push_back('\t');
+    };
+    auto opt_double = [&](const std::optional<double>& d) {
+      if (d) {
+        AppendDouble(&data, *d);
+      } else {
+        data.append("\\N");
+      }
+      data.push_back('\t');
+    };
+    for (const Event* event : events) {
+      const Event& e = *event;
       text(e.id);
       text(e.site);
       text(e.type);
@@ -247,28 +289,19 @@ class PostgresConn final : public SqlConn {
       return Error("COPY data", nullptr);
     }
     Status copy_status;
+    int64_t rows = 0;
     while (PGresult* raw = PQgetResult(conn_)) {
       Result result(raw, PQclear);
-      if (PQresultStatus(raw) != PGRES_COMMAND_OK && copy_status.ok()) {
-        copy_status = Error("COPY", raw);
+      if (PQresultStatus(raw) != PGRES_COMMAND_OK) {
+        if (copy_status.ok()) copy_status = Error("COPY", raw);
+      } else if (const char* tuples = PQcmdTuples(raw); tuples[0] != '\0') {
+        rows = std::stoll(tuples);
       }
     }
     RETURN_IF_ERROR(copy_status);
-    return Execute("INSERT INTO events (" + std::string(kEventColumns) + ") SELECT " +
-                       std::string(kEventColumns) +
-                       " FROM ingest_stage ON CONFLICT (id) DO NOTHING",
-                   {});
+    return rows;
   }
 
-  Status Begin() override { return Exec("BEGIN"); }
-  Status Commit() override { return Exec("COMMIT"); }
-  void Rollback() override {
-    Result result(PQexec(conn_, "ROLLBACK"), PQclear);
-    // A staging table created in the rolled-back transaction is gone.
-    stage_ready_ = false;
-  }
-
- private:
   PGconn* conn_;
   bool stage_ready_ = false;
 };

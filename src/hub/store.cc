@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <set>
+#include <thread>
 #include <tuple>
 
 // GCC 12 reports std::variant<..., std::string> temporaries in initializer lists as "maybe
@@ -269,7 +271,10 @@ class Store::Lease {
 };
 
 Store::Store(Dialect dialect, std::vector<std::unique_ptr<SqlConn>> pool)
-    : dialect_(dialect), idle_(std::move(pool)) {}
+    : dialect_(dialect),
+      pg_max_leaders_(std::max<size_t>(
+          1, std::min<size_t>(pool.size(), std::max(1u, std::thread::hardware_concurrency())))),
+      idle_(std::move(pool)) {}
 
 Store::~Store() = default;
 
@@ -471,6 +476,97 @@ StatusOr<int64_t> Store::RevokeTokens(const std::string& name, int64_t now_ms) {
                        {now_ms, name});
 }
 
+// The work of one upload inside a transaction that the caller begins and commits.
+StatusOr<IngestResult> Store::IngestOne(SqlConn* conn, const UploadMeta& meta,
+                                        const std::vector<Event>& events, int64_t rejected) {
+  IngestResult result;
+  ASSIGN_OR_RETURN(result.accepted, conn->InsertEvents(events, meta.received_at));
+  result.duplicates = static_cast<int64_t>(events.size()) - result.accepted;
+
+  // Feedback labels, in multi-row inserts.
+  constexpr size_t kRowsPerInsert = 200;
+  std::vector<const Event*> feedback;
+  for (const Event& e : events) {
+    if (e.type == "feedback") feedback.push_back(&e);
+  }
+  for (size_t start = 0; start < feedback.size(); start += kRowsPerInsert) {
+    const size_t end = std::min(feedback.size(), start + kRowsPerInsert);
+    std::string sql =
+        "INSERT INTO feedback (event_id, site, target_id, label, correct, ts) VALUES ";
+    std::vector<SqlValue> params;
+    for (size_t i = start; i < end; ++i) {
+      const Event& e = *feedback[i];
+      sql += i == start ? "(?, ?, ?, ?, ?, ?)" : ", (?, ?, ?, ?, ?, ?)";
+      params.emplace_back(e.id);
+      params.emplace_back(e.site);
+      params.emplace_back(e.target_id);
+      params.push_back(e.label ? SqlValue{*e.label} : SqlValue{});
+      params.push_back(e.correct ? SqlValue{*e.correct} : SqlValue{});
+      params.emplace_back(e.ts_ms);
+    }
+    sql += " ON CONFLICT (event_id) DO NOTHING";
+    RETURN_IF_ERROR(conn->Execute(sql, params).status());
+  }
+
+  // Drift reports (only those of new events: a duplicate changes nothing).
+  for (const Event& e : events) {
+    if (e.type != "drift" || !e.drift) continue;
+    RETURN_IF_ERROR(
+        conn->Execute("INSERT INTO drift_reports (event_id, site, model, "
+                      "model_version, ts, received_at, window_rows, "
+                      "drifted_features, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                      "ON CONFLICT (event_id) DO NOTHING",
+                      {e.id, e.site, e.model, e.model_version, e.ts_ms, meta.received_at,
+                       e.drift_window_rows, e.drifted_features, *e.drift})
+            .status());
+  }
+
+  // Model versions seen, with the event-time span.
+  std::map<std::tuple<std::string, std::string, std::string>, std::pair<int64_t, int64_t>> seen;
+  for (const Event& e : events) {
+    // A version is seen in what it scored (feedback names the model, not always the version).
+    if (e.model.empty() || e.model_version.empty() || e.type == "feedback") continue;
+    auto [it, fresh] =
+        seen.try_emplace({e.model, e.model_version, e.model_digest}, e.ts_ms, e.ts_ms);
+    if (!fresh) {
+      it->second.first = std::min(it->second.first, e.ts_ms);
+      it->second.second = std::max(it->second.second, e.ts_ms);
+    }
+  }
+  const bool pg = dialect_ == Dialect::kPostgres;
+  const std::string upsert =
+      std::string(
+          "INSERT INTO model_versions (site, model, version, digest, first_seen_at, "
+          "last_seen_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (site, model, version, "
+          "digest) DO UPDATE SET first_seen_at = ") +
+      (pg ? "LEAST" : "MIN") + "(model_versions.first_seen_at, excluded.first_seen_at), " +
+      "last_seen_at = " + (pg ? "GREATEST" : "MAX") +
+      "(model_versions.last_seen_at, excluded.last_seen_at)";
+  for (const auto& [key, span] : seen) {
+    RETURN_IF_ERROR(conn->Execute(upsert, {meta.site, std::get<0>(key), std::get<1>(key),
+                                           std::get<2>(key), span.first, span.second})
+                        .status());
+  }
+
+  ASSIGN_OR_RETURN(const int64_t updated,
+                   conn->Execute("UPDATE sites SET last_seen_at = ?, events_total = events_total "
+                                 "+ ?, uploads_total = uploads_total + 1 WHERE name = ?",
+                                 {meta.received_at, result.accepted, meta.site}));
+  if (updated == 0) return NotFoundError("site '" + meta.site + "' does not exist");
+  RETURN_IF_ERROR(
+      conn->Execute(
+              "INSERT INTO uploads (site, received_at, idempotency_key, encoding, "
+              "bytes_received, bytes, events, accepted, duplicates, rejected) VALUES "
+              "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+              {meta.site, meta.received_at,
+               meta.idempotency_key.empty() ? SqlValue{} : SqlValue{meta.idempotency_key},
+               meta.encoding.empty() ? std::string("identity") : meta.encoding, meta.bytes_received,
+               meta.bytes, static_cast<int64_t>(events.size()) + rejected, result.accepted,
+               result.duplicates, rejected})
+          .status());
+  return result;
+}
+
 StatusOr<IngestResult> Store::Ingest(const UploadMeta& meta, const std::vector<Event>& events,
                                      int64_t rejected) {
   for (const Event& e : events) {
@@ -478,97 +574,33 @@ StatusOr<IngestResult> Store::Ingest(const UploadMeta& meta, const std::vector<E
       return PermissionDeniedError("event " + e.id + " belongs to another site");
     }
   }
-  // The work of this upload inside a transaction that the caller begins and commits.
-  auto run = [&](SqlConn* conn) -> StatusOr<IngestResult> {
-    IngestResult result;
-    ASSIGN_OR_RETURN(result.accepted, conn->InsertEvents(events, meta.received_at));
-    result.duplicates = static_cast<int64_t>(events.size()) - result.accepted;
-
-    // Feedback labels, in multi-row inserts.
-    constexpr size_t kRowsPerInsert = 200;
-    std::vector<const Event*> feedback;
-    for (const Event& e : events) {
-      if (e.type == "feedback") feedback.push_back(&e);
-    }
-    for (size_t start = 0; start < feedback.size(); start += kRowsPerInsert) {
-      const size_t end = std::min(feedback.size(), start + kRowsPerInsert);
-      std::string sql =
-          "INSERT INTO feedback (event_id, site, target_id, label, correct, ts) VALUES ";
-      std::vector<SqlValue> params;
-      for (size_t i = start; i < end; ++i) {
-        const Event& e = *feedback[i];
-        sql += i == start ? "(?, ?, ?, ?, ?, ?)" : ", (?, ?, ?, ?, ?, ?)";
-        params.emplace_back(e.id);
-        params.emplace_back(e.site);
-        params.emplace_back(e.target_id);
-        params.push_back(e.label ? SqlValue{*e.label} : SqlValue{});
-        params.push_back(e.correct ? SqlValue{*e.correct} : SqlValue{});
-        params.emplace_back(e.ts_ms);
-      }
-      sql += " ON CONFLICT (event_id) DO NOTHING";
-      RETURN_IF_ERROR(conn->Execute(sql, params).status());
-    }
-
-    // Drift reports (only those of new events: a duplicate changes nothing).
-    for (const Event& e : events) {
-      if (e.type != "drift" || !e.drift) continue;
-      RETURN_IF_ERROR(
-          conn->Execute("INSERT INTO drift_reports (event_id, site, model, "
-                        "model_version, ts, received_at, window_rows, "
-                        "drifted_features, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                        "ON CONFLICT (event_id) DO NOTHING",
-                        {e.id, e.site, e.model, e.model_version, e.ts_ms, meta.received_at,
-                         e.drift_window_rows, e.drifted_features, *e.drift})
-              .status());
-    }
-
-    // Model versions seen, with the event-time span.
-    std::map<std::tuple<std::string, std::string, std::string>, std::pair<int64_t, int64_t>> seen;
-    for (const Event& e : events) {
-      // A version is seen in what it scored (feedback names the model, not always the version).
-      if (e.model.empty() || e.model_version.empty() || e.type == "feedback") continue;
-      auto [it, fresh] =
-          seen.try_emplace({e.model, e.model_version, e.model_digest}, e.ts_ms, e.ts_ms);
-      if (!fresh) {
-        it->second.first = std::min(it->second.first, e.ts_ms);
-        it->second.second = std::max(it->second.second, e.ts_ms);
-      }
-    }
-    const bool pg = dialect_ == Dialect::kPostgres;
-    const std::string upsert =
-        std::string(
-            "INSERT INTO model_versions (site, model, version, digest, first_seen_at, "
-            "last_seen_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (site, model, version, "
-            "digest) DO UPDATE SET first_seen_at = ") +
-        (pg ? "LEAST" : "MIN") + "(model_versions.first_seen_at, excluded.first_seen_at), " +
-        "last_seen_at = " + (pg ? "GREATEST" : "MAX") +
-        "(model_versions.last_seen_at, excluded.last_seen_at)";
-    for (const auto& [key, span] : seen) {
-      RETURN_IF_ERROR(conn->Execute(upsert, {meta.site, std::get<0>(key), std::get<1>(key),
-                                             std::get<2>(key), span.first, span.second})
-                          .status());
-    }
-
-    ASSIGN_OR_RETURN(const int64_t updated,
-                     conn->Execute("UPDATE sites SET last_seen_at = ?, events_total = events_total "
-                                   "+ ?, uploads_total = uploads_total + 1 WHERE name = ?",
-                                   {meta.received_at, result.accepted, meta.site}));
-    if (updated == 0) return NotFoundError("site '" + meta.site + "' does not exist");
-    RETURN_IF_ERROR(
-        conn->Execute(
-                "INSERT INTO uploads (site, received_at, idempotency_key, encoding, "
-                "bytes_received, bytes, events, accepted, duplicates, rejected) VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                {meta.site, meta.received_at,
-                 meta.idempotency_key.empty() ? SqlValue{} : SqlValue{meta.idempotency_key},
-                 meta.encoding.empty() ? std::string("identity") : meta.encoding,
-                 meta.bytes_received, meta.bytes, static_cast<int64_t>(events.size()) + rejected,
-                 result.accepted, result.duplicates, rejected})
-            .status());
-    return result;
-  };
+  auto run = [&](SqlConn* conn) { return IngestOne(conn, meta, events, rejected); };
   // SQLite has one writer at a time and pays an fsync per COMMIT: concurrent uploads share one.
   if (dialect_ == Dialect::kSqlite) return GroupCommit(run);
+  // PostgreSQL: concurrent uploads are merged into one COPY and a few multi-row statements.
+  if (dialect_ == Dialect::kPostgres) {
+    PendingPg self{&meta, &events, rejected, std::nullopt};
+    std::unique_lock<std::mutex> lock(group_mu_);
+    pg_queue_.push_back(&self);
+    while (!self.result) {
+      if (pg_leaders_ >= pg_max_leaders_ || pg_queue_.empty()) {
+        group_cv_.wait(lock);
+        continue;
+      }
+      ++pg_leaders_;
+      constexpr size_t kMaxGroup = 64;
+      const size_t take = std::min(pg_queue_.size(), kMaxGroup);
+      std::vector<PendingPg*> group(pg_queue_.begin(), pg_queue_.begin() + static_cast<long>(take));
+      pg_queue_.erase(pg_queue_.begin(), pg_queue_.begin() + static_cast<long>(take));
+      lock.unlock();
+      std::vector<StatusOr<IngestResult>> results = CommitPgGroup(group);
+      lock.lock();
+      for (size_t i = 0; i < group.size(); ++i) group[i]->result = std::move(results[i]);
+      --pg_leaders_;
+      group_cv_.notify_all();
+    }
+    return std::move(*self.result);
+  }
   Lease conn = Acquire();
   RETURN_IF_ERROR(conn->Begin());
   StatusOr<IngestResult> result = run(&*conn);
@@ -645,6 +677,135 @@ void Store::CommitGroup(const std::vector<PendingIngest*>& group) {
   }
   std::lock_guard<std::mutex> lock(group_mu_);
   for (size_t i = 0; i < group.size(); ++i) group[i]->result = std::move(results[i]);
+}
+
+// One transaction for a group of uploads (PostgreSQL): the events of every upload go in one
+// COPY, and the model versions, the sites'
+// counters and the uploads' audit rows in one multi-row statement each. Each upload's answer is
+// what it would have got alone. When anything in the merged transaction fails (an unknown site,
+// events stored before: a re-sent batch), it is rolled back and every upload of the group runs
+// alone, in its own transaction, which gives each its own result or error.
+std::vector<StatusOr<IngestResult>> Store::CommitPgGroup(const std::vector<PendingPg*>& group) {
+  auto alone = [&](const PendingPg& p) -> StatusOr<IngestResult> {
+    Lease conn = Acquire();
+    RETURN_IF_ERROR(conn->Begin());
+    StatusOr<IngestResult> result = IngestOne(&*conn, *p.meta, *p.events, p.rejected);
+    if (result.ok()) {
+      if (Status committed = conn->Commit(); !committed.ok()) result = committed;
+    }
+    if (!result.ok()) conn->Rollback();
+    return result;
+  };
+  std::vector<StatusOr<IngestResult>> results;
+  bool plain = group.size() == 1;
+  for (const PendingPg* p : group) {
+    for (const Event& e : *p->events) {
+      // Feedback and drift reports go to tables of their own: those uploads run alone.
+      if (e.type == "feedback" || e.type == "drift") plain = true;
+    }
+  }
+  if (!plain) {
+    Lease conn = Acquire();
+    StatusOr<std::vector<IngestResult>> merged = [&]() -> StatusOr<std::vector<IngestResult>> {
+      RETURN_IF_ERROR(conn->Begin());
+      int64_t received_at = 0;
+      for (const PendingPg* p : group) received_at = std::max(received_at, p->meta->received_at);
+      // Ids repeated within the group count once (the first upload's); ids stored before make
+      // the COPY insert fewer rows, and the group then runs upload by upload.
+      std::set<std::string> skip;
+      std::vector<Event> fresh;
+      std::vector<IngestResult> out(group.size());
+      std::map<std::tuple<std::string, std::string, std::string, std::string>,
+               std::pair<int64_t, int64_t>>
+          seen;
+      std::map<std::string, std::pair<int64_t, int64_t>> sites;  // accepted, uploads
+      for (size_t g = 0; g < group.size(); ++g) {
+        const PendingPg& p = *group[g];
+        for (const Event& e : *p.events) {
+          if (skip.insert(e.id).second) {
+            fresh.push_back(e);
+            ++out[g].accepted;
+          }
+          if (e.model.empty() || e.model_version.empty()) continue;
+          auto [it, first] = seen.try_emplace(
+              {p.meta->site, e.model, e.model_version, e.model_digest}, e.ts_ms, e.ts_ms);
+          if (!first) {
+            it->second.first = std::min(it->second.first, e.ts_ms);
+            it->second.second = std::max(it->second.second, e.ts_ms);
+          }
+        }
+        out[g].duplicates = static_cast<int64_t>(p.events->size()) - out[g].accepted;
+        auto& site = sites[p.meta->site];
+        site.first += out[g].accepted;
+        site.second += 1;
+      }
+      ASSIGN_OR_RETURN(const int64_t inserted, conn->InsertEvents(fresh, received_at));
+      if (inserted != static_cast<int64_t>(fresh.size())) {
+        return AbortedError("some of the events were stored before");
+      }
+      if (!seen.empty()) {
+        std::string sql =
+            "INSERT INTO model_versions (site, model, version, digest, first_seen_at, "
+            "last_seen_at) VALUES ";
+        std::vector<SqlValue> params;
+        for (const auto& [key, span] : seen) {
+          sql += params.empty() ? "(?, ?, ?, ?, ?, ?)" : ", (?, ?, ?, ?, ?, ?)";
+          params.insert(params.end(), {std::get<0>(key), std::get<1>(key), std::get<2>(key),
+                                       std::get<3>(key), span.first, span.second});
+        }
+        sql +=
+            " ON CONFLICT (site, model, version, digest) DO UPDATE SET first_seen_at = "
+            "LEAST(model_versions.first_seen_at, excluded.first_seen_at), last_seen_at = "
+            "GREATEST(model_versions.last_seen_at, excluded.last_seen_at)";
+        RETURN_IF_ERROR(conn->Execute(sql, params).status());
+      }
+      {
+        std::string sql =
+            "UPDATE sites SET last_seen_at = GREATEST(COALESCE(sites.last_seen_at, 0), v.seen), "
+            "events_total = sites.events_total + v.accepted, uploads_total = "
+            "sites.uploads_total + v.uploads FROM (VALUES ";
+        std::vector<SqlValue> params;
+        for (const auto& [name, counts] : sites) {
+          sql += params.empty() ? "(?, ?::bigint, ?::bigint, ?::bigint)"
+                                : ", (?, ?::bigint, ?::bigint, ?::bigint)";
+          params.insert(params.end(), {name, received_at, counts.first, counts.second});
+        }
+        sql += ") AS v (name, seen, accepted, uploads) WHERE sites.name = v.name";
+        ASSIGN_OR_RETURN(const int64_t updated, conn->Execute(sql, params));
+        if (updated != static_cast<int64_t>(sites.size())) {
+          return NotFoundError("an uploading site does not exist");
+        }
+      }
+      {
+        std::string sql =
+            "INSERT INTO uploads (site, received_at, idempotency_key, encoding, bytes_received, "
+            "bytes, events, accepted, duplicates, rejected) VALUES ";
+        std::vector<SqlValue> params;
+        for (size_t g = 0; g < group.size(); ++g) {
+          const UploadMeta& meta = *group[g]->meta;
+          sql += g == 0 ? "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" : ", (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+          params.insert(
+              params.end(),
+              {meta.site, meta.received_at,
+               meta.idempotency_key.empty() ? SqlValue{} : SqlValue{meta.idempotency_key},
+               meta.encoding.empty() ? std::string("identity") : meta.encoding, meta.bytes_received,
+               meta.bytes, static_cast<int64_t>(group[g]->events->size()) + group[g]->rejected,
+               out[g].accepted, out[g].duplicates, group[g]->rejected});
+        }
+        RETURN_IF_ERROR(conn->Execute(sql, params).status());
+      }
+      RETURN_IF_ERROR(conn->Commit());
+      return out;
+    }();
+    if (merged.ok()) {
+      ingest_commits_.fetch_add(1, std::memory_order_relaxed);
+      for (IngestResult& r : *merged) results.emplace_back(r);
+      return results;
+    }
+    conn->Rollback();
+  }
+  for (const PendingPg* p : group) results.push_back(alone(*p));
+  return results;
 }
 
 StatusOr<SqlTable> Store::Counts(const QueryFilter& filter, int64_t bucket_ms,

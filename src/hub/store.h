@@ -215,6 +215,20 @@ class Store {
   std::vector<PendingIngest*> group_queue_;  // GUARDED_BY(group_mu_)
   bool group_leader_ = false;                // GUARDED_BY(group_mu_)
   std::atomic<int64_t> ingest_commits_{0};
+  // PostgreSQL group ingest: up to pg_max_leaders_ groups (one per core, at most one per pooled
+  // connection) are written at once; uploads that arrive meanwhile queue for the next group.
+  struct PendingPg {
+    const UploadMeta* meta;
+    const std::vector<Event>* events;
+    int64_t rejected;
+    std::optional<StatusOr<IngestResult>> result;  // GUARDED_BY(group_mu_)
+  };
+  StatusOr<IngestResult> IngestOne(SqlConn* conn, const UploadMeta& meta,
+                                   const std::vector<Event>& events, int64_t rejected);
+  std::vector<StatusOr<IngestResult>> CommitPgGroup(const std::vector<PendingPg*>& group);
+  std::vector<PendingPg*> pg_queue_;  // GUARDED_BY(group_mu_)
+  size_t pg_leaders_ = 0;             // GUARDED_BY(group_mu_)
+  const size_t pg_max_leaders_;
   std::mutex mu_;
   std::condition_variable available_;
   std::vector<std::unique_ptr<SqlConn>> idle_;  // GUARDED_BY(mu_)

@@ -431,6 +431,16 @@ TYPED_TEST(StoreTest, ConcurrentUploadsAreAnsweredEachOnItsOwnAndShareCommits) {
   EXPECT_EQ(unknown_site.load(), kUploads);
   EXPECT_EQ(accepted.load(), (kThreads - 1) * kUploads * 20);
   EXPECT_EQ(this->store_->Events({}, 10'000)->rows.size(), size_t{(kThreads - 1) * kUploads * 20});
+  // The counters and the audit rows add up, however the uploads were grouped.
+  auto sites = this->store_->ListSites();
+  ASSERT_TRUE(sites.ok()) << sites.status();
+  for (const SiteInfo& site : *sites) {
+    const int64_t uploads = (site.name == "north" ? 4 : 3) * kUploads;  // threads 1,3,5,7 / 2,4,6
+    EXPECT_EQ(site.uploads_total, uploads) << site.name;
+    EXPECT_EQ(site.events_total, uploads * 20) << site.name;
+  }
+  EXPECT_EQ(this->store_->Uploads({}, 10'000)->rows.size(), size_t{(kThreads - 1) * kUploads});
+  EXPECT_EQ(this->store_->Versions({})->rows.size(), 2u);  // (north|south, machine-failure, 1)
   if (this->store_->dialect() == Dialect::kSqlite) {
     EXPECT_LT(this->store_->ingest_commits(), kThreads * kUploads);
     EXPECT_GT(this->store_->ingest_commits(), 0);
