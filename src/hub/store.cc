@@ -476,6 +476,47 @@ StatusOr<int64_t> Store::RevokeTokens(const std::string& name, int64_t now_ms) {
                        {now_ms, name});
 }
 
+namespace {
+
+// (site, model, version, digest) → the event-time span of what that version scored.
+using VersionSpans = std::map<std::tuple<std::string, std::string, std::string, std::string>,
+                              std::pair<int64_t, int64_t>>;
+
+void NoteVersions(const std::string& site, const std::vector<Event>& events, VersionSpans* spans) {
+  for (const Event& e : events) {
+    // A version is seen in what it scored (feedback names the model, not always the version).
+    if (e.model.empty() || e.model_version.empty() || e.type == "feedback") continue;
+    auto [it, first] =
+        spans->try_emplace({site, e.model, e.model_version, e.model_digest}, e.ts_ms, e.ts_ms);
+    if (!first) {
+      it->second.first = std::min(it->second.first, e.ts_ms);
+      it->second.second = std::max(it->second.second, e.ts_ms);
+    }
+  }
+}
+
+// One multi-row upsert into model_versions, widening each version's span.
+Status UpsertVersions(SqlConn* conn, Dialect dialect, const VersionSpans& spans) {
+  if (spans.empty()) return Status::Ok();
+  const bool pg = dialect == Dialect::kPostgres;
+  std::string sql =
+      "INSERT INTO model_versions (site, model, version, digest, first_seen_at, last_seen_at) "
+      "VALUES ";
+  std::vector<SqlValue> params;
+  for (const auto& [key, span] : spans) {
+    sql += params.empty() ? "(?, ?, ?, ?, ?, ?)" : ", (?, ?, ?, ?, ?, ?)";
+    params.insert(params.end(), {std::get<0>(key), std::get<1>(key), std::get<2>(key),
+                                 std::get<3>(key), span.first, span.second});
+  }
+  sql += std::string(" ON CONFLICT (site, model, version, digest) DO UPDATE SET first_seen_at = ") +
+         (pg ? "LEAST" : "MIN") + "(model_versions.first_seen_at, excluded.first_seen_at), " +
+         "last_seen_at = " + (pg ? "GREATEST" : "MAX") +
+         "(model_versions.last_seen_at, excluded.last_seen_at)";
+  return conn->Execute(sql, params).status();
+}
+
+}  // namespace
+
 // The work of one upload inside a transaction that the caller begins and commits.
 StatusOr<IngestResult> Store::IngestOne(SqlConn* conn, const UploadMeta& meta,
                                         const std::vector<Event>& events, int64_t rejected) {
@@ -521,32 +562,9 @@ StatusOr<IngestResult> Store::IngestOne(SqlConn* conn, const UploadMeta& meta,
             .status());
   }
 
-  // Model versions seen, with the event-time span.
-  std::map<std::tuple<std::string, std::string, std::string>, std::pair<int64_t, int64_t>> seen;
-  for (const Event& e : events) {
-    // A version is seen in what it scored (feedback names the model, not always the version).
-    if (e.model.empty() || e.model_version.empty() || e.type == "feedback") continue;
-    auto [it, fresh] =
-        seen.try_emplace({e.model, e.model_version, e.model_digest}, e.ts_ms, e.ts_ms);
-    if (!fresh) {
-      it->second.first = std::min(it->second.first, e.ts_ms);
-      it->second.second = std::max(it->second.second, e.ts_ms);
-    }
-  }
-  const bool pg = dialect_ == Dialect::kPostgres;
-  const std::string upsert =
-      std::string(
-          "INSERT INTO model_versions (site, model, version, digest, first_seen_at, "
-          "last_seen_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (site, model, version, "
-          "digest) DO UPDATE SET first_seen_at = ") +
-      (pg ? "LEAST" : "MIN") + "(model_versions.first_seen_at, excluded.first_seen_at), " +
-      "last_seen_at = " + (pg ? "GREATEST" : "MAX") +
-      "(model_versions.last_seen_at, excluded.last_seen_at)";
-  for (const auto& [key, span] : seen) {
-    RETURN_IF_ERROR(conn->Execute(upsert, {meta.site, std::get<0>(key), std::get<1>(key),
-                                           std::get<2>(key), span.first, span.second})
-                        .status());
-  }
+  VersionSpans versions;
+  NoteVersions(meta.site, events, &versions);
+  RETURN_IF_ERROR(UpsertVersions(conn, dialect_, versions));
 
   ASSIGN_OR_RETURN(const int64_t updated,
                    conn->Execute("UPDATE sites SET last_seen_at = ?, events_total = events_total "
@@ -715,9 +733,7 @@ std::vector<StatusOr<IngestResult>> Store::CommitPgGroup(const std::vector<Pendi
       std::set<std::string> skip;
       std::vector<Event> fresh;
       std::vector<IngestResult> out(group.size());
-      std::map<std::tuple<std::string, std::string, std::string, std::string>,
-               std::pair<int64_t, int64_t>>
-          seen;
+      VersionSpans seen;
       std::map<std::string, std::pair<int64_t, int64_t>> sites;  // accepted, uploads
       for (size_t g = 0; g < group.size(); ++g) {
         const PendingPg& p = *group[g];
@@ -726,14 +742,8 @@ std::vector<StatusOr<IngestResult>> Store::CommitPgGroup(const std::vector<Pendi
             fresh.push_back(e);
             ++out[g].accepted;
           }
-          if (e.model.empty() || e.model_version.empty()) continue;
-          auto [it, first] = seen.try_emplace(
-              {p.meta->site, e.model, e.model_version, e.model_digest}, e.ts_ms, e.ts_ms);
-          if (!first) {
-            it->second.first = std::min(it->second.first, e.ts_ms);
-            it->second.second = std::max(it->second.second, e.ts_ms);
-          }
         }
+        NoteVersions(p.meta->site, *p.events, &seen);
         out[g].duplicates = static_cast<int64_t>(p.events->size()) - out[g].accepted;
         auto& site = sites[p.meta->site];
         site.first += out[g].accepted;
@@ -743,22 +753,7 @@ std::vector<StatusOr<IngestResult>> Store::CommitPgGroup(const std::vector<Pendi
       if (inserted != static_cast<int64_t>(fresh.size())) {
         return AbortedError("some of the events were stored before");
       }
-      if (!seen.empty()) {
-        std::string sql =
-            "INSERT INTO model_versions (site, model, version, digest, first_seen_at, "
-            "last_seen_at) VALUES ";
-        std::vector<SqlValue> params;
-        for (const auto& [key, span] : seen) {
-          sql += params.empty() ? "(?, ?, ?, ?, ?, ?)" : ", (?, ?, ?, ?, ?, ?)";
-          params.insert(params.end(), {std::get<0>(key), std::get<1>(key), std::get<2>(key),
-                                       std::get<3>(key), span.first, span.second});
-        }
-        sql +=
-            " ON CONFLICT (site, model, version, digest) DO UPDATE SET first_seen_at = "
-            "LEAST(model_versions.first_seen_at, excluded.first_seen_at), last_seen_at = "
-            "GREATEST(model_versions.last_seen_at, excluded.last_seen_at)";
-        RETURN_IF_ERROR(conn->Execute(sql, params).status());
-      }
+      RETURN_IF_ERROR(UpsertVersions(&*conn, dialect_, seen));
       {
         std::string sql =
             "UPDATE sites SET last_seen_at = GREATEST(COALESCE(sites.last_seen_at, 0), v.seen), "
