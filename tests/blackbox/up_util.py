@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -216,17 +217,14 @@ def browser_check(up, attempts=3):
     dashboard must show the version the edge serves (a retrained one). Returns its
     {"version", "digest"}, or None (with a note) when node, chromium or playwright-core are
     missing. Retries when a new rollout started while the pages loaded; fails after `attempts`."""
-    import shutil
     browser_dir = harness.REPO_ROOT / "tests" / "browser"
-    node = shutil.which("node")
-    chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-    if node is None or not os.path.exists(chromium) or not (
-            browser_dir / "node_modules" / "playwright-core").exists():
-        print("\nSKIP browser check: needs node, chromium and tests/browser/node_modules "
-              "(npm ci in tests/browser)", flush=True)
+    sys.path.insert(0, str(browser_dir))
+    import browser_env  # noqa: E402
+    node, why_not = browser_env.prepare()
+    if node is None:
+        print("\nSKIP browser check: " + why_not, flush=True)
         return None
-    artifacts = os.environ.get("EDGELOOP_ARTIFACTS_DIR", str(browser_dir / "artifacts"))
-    os.makedirs(artifacts, exist_ok=True)
+    artifacts = str(browser_env.artifacts_dir())
     config = {"edge_url": f"http://{HOST}:{up.edge_port}", "hub_url": f"http://{HOST}:{up.hub_port}",
               "hub_token": up.dashboard_token, "site": "plant-1", "artifacts": artifacts}
     output = ""

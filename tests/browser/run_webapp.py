@@ -19,6 +19,8 @@ sys.path.insert(0, str(HERE.parent / "blackbox"))
 import harness  # noqa: E402
 import hub_util as hu  # noqa: E402
 
+import browser_env  # noqa: E402
+
 SKIP = 77
 HOST = "127.0.0.1"
 FEATURES = ("temperature_c,vibration_rms,vibration_peak,pressure_bar,rpm,current_a,voltage_v,power_kw,"
@@ -64,19 +66,12 @@ def write_inputs(work):
 
 
 def main():
-    node = shutil.which("node")
-    chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-    if node is None or not os.path.exists(chromium):
-        print(f"SKIP: the browser test needs node and {chromium} (scripts/bootstrap installs chromium)")
+    node, why_not = browser_env.prepare()
+    if node is None:
+        print("SKIP: " + why_not)
         return SKIP
-    if not (HERE / "node_modules" / "playwright-core").exists():
-        result = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=HERE, capture_output=True, text=True)
-        if result.returncode != 0:
-            print("SKIP: cannot install playwright-core with npm ci:\n" + result.stderr[-2000:])
-            return SKIP
     os.environ.setdefault("EDGELOOP_BIN", hu.binary())
-    artifacts = pathlib.Path(os.environ.get("EDGELOOP_ARTIFACTS_DIR", HERE / "artifacts"))
-    artifacts.mkdir(parents=True, exist_ok=True)
+    artifacts = browser_env.artifacts_dir()
     work = tempfile.mkdtemp(prefix="edgeloop-webapp-")
     started = time.monotonic()
     hub = worker = serve = None
