@@ -25,29 +25,19 @@ std::string Id(int n) {
 }
 
 template <typename Backend>
-class StoreJobsTest : public ::testing::Test {
+class StoreJobsTest : public testing::StoreFixture<Backend> {
  protected:
   void SetUp() override {
-    std::string skip;
-    url_ = backend_.NewUrl(&skip);
-    if (url_.empty()) {
-      if (skip.rfind("NOT_FOUND", 0) == 0) GTEST_SKIP() << skip;
-      FAIL() << skip;
-    }
-    auto store = Store::Open(url_);
-    ASSERT_TRUE(store.ok()) << store.status();
-    store_ = std::move(*store);
-    ASSERT_TRUE(store_->AddSite("north", kT0).ok());
+    testing::StoreFixture<Backend>::SetUp();
+    if (!this->Opened()) return;
+    ASSERT_TRUE(this->store_->AddSite("north", kT0).ok());
   }
 
   void Ingest(const std::string& lines, int64_t received_at) {
-    auto result = store_->Ingest({"north", received_at, "", "identity", 1, 1}, Parse(lines), 0);
+    auto result =
+        this->store_->Ingest({"north", received_at, "", "identity", 1, 1}, Parse(lines), 0);
     ASSERT_TRUE(result.ok()) << result.status();
   }
-
-  Backend backend_;
-  std::string url_;
-  std::unique_ptr<Store> store_;
 };
 
 TYPED_TEST_SUITE(StoreJobsTest, testing::Backends, testing::BackendNames);

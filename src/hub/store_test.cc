@@ -78,25 +78,14 @@ size_t Col(const SqlTable& t, const std::string& name) {
 }
 
 template <typename Backend>
-class StoreTest : public ::testing::Test {
+class StoreTest : public testing::StoreFixture<Backend> {
  protected:
   void SetUp() override {
-    std::string skip;
-    url_ = backend_.NewUrl(&skip);
-    if (url_.empty()) {
-      if (skip.rfind("NOT_FOUND", 0) == 0) GTEST_SKIP() << skip;
-      FAIL() << skip;
-    }
-    auto store = Store::Open(url_);
-    ASSERT_TRUE(store.ok()) << store.status();
-    store_ = std::move(*store);
-    ASSERT_TRUE(store_->AddSite("north", kT0).ok());
-    ASSERT_TRUE(store_->AddSite("south", kT0).ok());
+    testing::StoreFixture<Backend>::SetUp();
+    if (!this->Opened()) return;
+    ASSERT_TRUE(this->store_->AddSite("north", kT0).ok());
+    ASSERT_TRUE(this->store_->AddSite("south", kT0).ok());
   }
-
-  Backend backend_;
-  std::string url_;
-  std::unique_ptr<Store> store_;
 };
 
 TYPED_TEST_SUITE(StoreTest, testing::Backends, testing::BackendNames);

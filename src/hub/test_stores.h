@@ -51,6 +51,30 @@ struct PostgresBackend {
 
 using Backends = ::testing::Types<SqliteBackend, PostgresBackend>;
 
+// A fresh store of `Backend` for each test (skipped when PostgreSQL is not installed, failed
+// when it does not start). Fixtures derive from it and add their sites in their own SetUp.
+template <typename Backend>
+class StoreFixture : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string skip;
+    url_ = backend_.NewUrl(&skip);
+    if (url_.empty()) {
+      if (skip.rfind("NOT_FOUND", 0) == 0) GTEST_SKIP() << skip;
+      FAIL() << skip;
+    }
+    auto store = Store::Open(url_);
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = std::move(*store);
+  }
+  // Whether SetUp opened a store (false: skipped or failed; the derived SetUp returns).
+  bool Opened() const { return store_ != nullptr; }
+
+  Backend backend_;
+  std::string url_;
+  std::unique_ptr<Store> store_;
+};
+
 struct BackendNames {
   template <typename T>
   static std::string GetName(int) {
