@@ -22,6 +22,48 @@ uint64_t Mix(uint64_t h, uint64_t v) {
 
 }  // namespace
 
+LevelRange::LevelRange(const DetectorOptions& options, double levels) : levels_(levels) {
+  if (options.input_min && options.input_max) {
+    known_ = true;
+    min_ = *options.input_min;
+    step_ = (*options.input_max - *options.input_min) / levels_;
+    if (!(step_ > 0)) step_ = 1;
+  }
+}
+
+std::optional<std::vector<double>> LevelRange::Learn(double value, int64_t n, int64_t probation) {
+  warmup_.push_back(value);
+  if (n < probation) return std::nullopt;
+  const auto [lo, hi] = std::minmax_element(warmup_.begin(), warmup_.end());
+  min_ = *lo;
+  const double span = *hi - *lo;
+  step_ = span > 0 ? span / levels_
+                   : std::max(std::abs(*lo) * 1e-3, std::numeric_limits<double>::min());
+  known_ = true;
+  std::vector<double> kept = std::move(warmup_);
+  warmup_ = {};
+  return kept;
+}
+
+Status LevelRange::LoadKnown(StateReader* in) {
+  uint8_t known = 0;
+  RETURN_IF_ERROR(in->U8(&known));
+  known_ = known != 0;
+  return Status::Ok();
+}
+
+void LevelRange::SaveRest(StateWriter* out) const {
+  out->F64(min_);
+  out->F64(step_);
+  out->F64s(warmup_);
+}
+
+Status LevelRange::LoadRest(StateReader* in, int64_t probation) {
+  RETURN_IF_ERROR(in->F64(&min_));
+  RETURN_IF_ERROR(in->F64(&step_));
+  return in->F64s(&warmup_, static_cast<uint64_t>(std::max<int64_t>(probation, 0)));
+}
+
 ContextDetector::ContextDetector(const DetectorOptions& options)
     : bins_(options.bins),
       max_order_(options.max_order),
@@ -31,22 +73,17 @@ ContextDetector::ContextDetector(const DetectorOptions& options)
       probation_(options.probation),
       suppress_(options.suppress >= 0 ? options.suppress : options.probation / 5),
       threshold_(options.threshold),
+      range_levels_(options, static_cast<double>(bins_)),
       range_(options.range_tolerance) {
   if (options.likelihood > 0) {
     likelihood_.emplace(options.likelihood_window, options.likelihood_alpha, options.probation);
-  }
-  if (options.input_min && options.input_max) {
-    ranged_ = true;
-    min_ = *options.input_min;
-    step_ = (*options.input_max - *options.input_min) / static_cast<double>(bins_);
-    if (!(step_ > 0)) step_ = 1;
   }
 }
 
 int64_t ContextDetector::Symbol(double value, int64_t resolution) const {
   // Resolution r splits each level into 2^r.
-  const double level =
-      std::floor((value - min_) / step_ * static_cast<double>(int64_t{1} << resolution));
+  const double level = std::floor((value - range_levels_.min()) / range_levels_.step() *
+                                  static_cast<double>(int64_t{1} << resolution));
   constexpr double kLimit = 1e15;
   // Outside the range, level widths double with each step away from it: the k-th level above
   // the range covers 2^k - 1 .. 2^(k+1) - 2 plain levels beyond it (likewise below).
@@ -96,18 +133,10 @@ double ContextDetector::Step(double value) {
 double ContextDetector::Update(double value) {
   ++n_;
   const bool outside = range_.Update(value);
-  if (!ranged_) {
-    warmup_.push_back(value);
-    if (n_ < probation_) return 0;
-    const auto [lo, hi] = std::minmax_element(warmup_.begin(), warmup_.end());
-    min_ = *lo;
-    const double span = *hi - *lo;
-    step_ = span > 0 ? span / static_cast<double>(bins_)
-                     : std::max(std::abs(*lo) * 1e-3, std::numeric_limits<double>::min());
-    ranged_ = true;
-    for (double v : warmup_) Step(v);
-    warmup_.clear();
-    warmup_.shrink_to_fit();
+  if (!range_levels_.known()) {
+    if (auto kept = range_levels_.Learn(value, n_, probation_)) {
+      for (double v : *kept) Step(v);
+    }
     return 0;
   }
   double score = Step(value);
@@ -133,12 +162,10 @@ void ContextDetector::SaveState(StateWriter* out) const {
   out->I64(n_);
   out->I64(quiet_left_);
   out->I64(since_novel_);
-  out->U8(ranged_ ? 1 : 0);
+  range_levels_.SaveKnown(out);
   range_.SaveState(out);
   if (likelihood_) likelihood_->SaveState(out);
-  out->F64(min_);
-  out->F64(step_);
-  out->F64s(warmup_);
+  range_levels_.SaveRest(out);
   out->F64s(std::vector<double>(history_.begin(), history_.end()));
   // Sorted, so that the same state always encodes to the same bytes.
   for (const auto* set : {&contexts_, &patterns_}) {
@@ -150,17 +177,13 @@ void ContextDetector::SaveState(StateWriter* out) const {
 }
 
 Status ContextDetector::LoadState(StateReader* in) {
-  uint8_t ranged = 0;
   RETURN_IF_ERROR(in->I64(&n_));
   RETURN_IF_ERROR(in->I64(&quiet_left_));
   RETURN_IF_ERROR(in->I64(&since_novel_));
-  RETURN_IF_ERROR(in->U8(&ranged));
+  RETURN_IF_ERROR(range_levels_.LoadKnown(in));
   RETURN_IF_ERROR(range_.LoadState(in));
   if (likelihood_) RETURN_IF_ERROR(likelihood_->LoadState(in));
-  RETURN_IF_ERROR(in->F64(&min_));
-  RETURN_IF_ERROR(in->F64(&step_));
-  RETURN_IF_ERROR(in->F64s(&warmup_, static_cast<uint64_t>(std::max<int64_t>(probation_, 0))));
-  ranged_ = ranged != 0;
+  RETURN_IF_ERROR(range_levels_.LoadRest(in, probation_));
   uint64_t count = 0;
   std::vector<double> history;
   RETURN_IF_ERROR(in->F64s(&history, static_cast<uint64_t>(max_order_)));
@@ -177,7 +200,7 @@ Status ContextDetector::LoadState(StateReader* in) {
       set->insert(k);
     }
   }
-  if (n_ < 0 || quiet_left_ < 0 || !(step_ > 0) || !std::isfinite(min_)) {
+  if (n_ < 0 || quiet_left_ < 0 || !range_levels_.consistent()) {
     return DataLossError("context state is inconsistent");
   }
   return Status::Ok();
@@ -216,16 +239,10 @@ CadOseDetector::CadOseDetector(const DetectorOptions& options)
       probation_(options.probation),
       suppress_(options.suppress >= 0 ? options.suppress : options.probation / 5),
       threshold_(options.threshold),
+      range_levels_(options, static_cast<double>((int64_t{1} << value_bits_) - 1)),
       range_(options.range_tolerance) {
   if (options.likelihood > 0) {
     likelihood_.emplace(options.likelihood_window, options.likelihood_alpha, options.probation);
-  }
-  if (options.input_min && options.input_max) {
-    ranged_ = true;
-    min_ = *options.input_min;
-    step_ = (*options.input_max - *options.input_min) /
-            static_cast<double>((int64_t{1} << value_bits_) - 1);
-    if (!(step_ > 0)) step_ = 1;
   }
 }
 
@@ -235,7 +252,7 @@ CadOseDetector::Facts CadOseDetector::Encode(double value) const {
   // above covers 2^k − 1 .. 2^(k+1) − 2 plain levels beyond it (likewise below), so a spike is
   // never clipped onto the edge level, yet a series that drifts does not keep inventing levels.
   constexpr double kLimit = 1e15;
-  const double level = std::floor((value - min_) / step_);
+  const double level = std::floor((value - range_levels_.min()) / range_levels_.step());
   const double top = static_cast<double>(int64_t{1} << value_bits_);
   uint64_t code = 0;
   uint32_t base = 0;
@@ -442,19 +459,10 @@ double CadOseDetector::Step(double value) {
 double CadOseDetector::Update(double value) {
   ++n_;
   const bool outside = range_.Update(value);
-  if (!ranged_) {
-    warmup_.push_back(value);
-    if (n_ < probation_) return 0;
-    const auto [lo, hi] = std::minmax_element(warmup_.begin(), warmup_.end());
-    min_ = *lo;
-    const double span = *hi - *lo;
-    const double steps = static_cast<double>((int64_t{1} << value_bits_) - 1);
-    step_ = span > 0 ? span / steps
-                     : std::max(std::abs(*lo) * 1e-3, std::numeric_limits<double>::min());
-    ranged_ = true;
-    for (double v : warmup_) Step(v);
-    warmup_.clear();
-    warmup_.shrink_to_fit();
+  if (!range_levels_.known()) {
+    if (auto kept = range_levels_.Learn(value, n_, probation_)) {
+      for (double v : *kept) Step(v);
+    }
     return 0;
   }
   double score = Step(value);
@@ -472,12 +480,10 @@ double CadOseDetector::Update(double value) {
 void CadOseDetector::SaveState(StateWriter* out) const {
   out->I64(n_);
   out->I64(quiet_left_);
-  out->U8(ranged_ ? 1 : 0);
+  range_levels_.SaveKnown(out);
   range_.SaveState(out);
   if (likelihood_) likelihood_->SaveState(out);
-  out->F64(min_);
-  out->F64(step_);
-  out->F64s(warmup_);
+  range_levels_.SaveRest(out);
   const auto write_facts = [out](const Facts& facts) {
     out->U64(facts.size());
     for (uint32_t f : facts) out->U32(f);
@@ -499,16 +505,12 @@ void CadOseDetector::SaveState(StateWriter* out) const {
 }
 
 Status CadOseDetector::LoadState(StateReader* in) {
-  uint8_t ranged = 0;
   RETURN_IF_ERROR(in->I64(&n_));
   RETURN_IF_ERROR(in->I64(&quiet_left_));
-  RETURN_IF_ERROR(in->U8(&ranged));
+  RETURN_IF_ERROR(range_levels_.LoadKnown(in));
   RETURN_IF_ERROR(range_.LoadState(in));
   if (likelihood_) RETURN_IF_ERROR(likelihood_->LoadState(in));
-  RETURN_IF_ERROR(in->F64(&min_));
-  RETURN_IF_ERROR(in->F64(&step_));
-  RETURN_IF_ERROR(in->F64s(&warmup_, static_cast<uint64_t>(std::max<int64_t>(probation_, 0))));
-  ranged_ = ranged != 0;
+  RETURN_IF_ERROR(range_levels_.LoadRest(in, probation_));
   const auto read_facts = [in](Facts* facts) -> Status {
     uint64_t count = 0;
     RETURN_IF_ERROR(in->Count(&count, in->remaining() / 4));
@@ -552,7 +554,7 @@ Status CadOseDetector::LoadState(StateReader* in) {
     c.zero_level = zero_level != 0;
   }
   RETURN_IF_ERROR(read_facts(&left_group_));
-  if (n_ < 0 || quiet_left_ < 0 || !(step_ > 0) || !std::isfinite(min_)) {
+  if (n_ < 0 || quiet_left_ < 0 || !range_levels_.consistent()) {
     return DataLossError("context state is inconsistent");
   }
   // Rebuild the indexes in creation order, so that iteration orders, and so scores, are those of

@@ -17,6 +17,7 @@
 #ifndef EDGELOOP_ANOMALY_CONTEXT_DETECTOR_H_
 #define EDGELOOP_ANOMALY_CONTEXT_DETECTOR_H_
 
+#include <cmath>
 #include <cstdint>
 #include <deque>
 #include <optional>
@@ -30,6 +31,35 @@
 #include "anomaly/range_watch.h"
 
 namespace edgeloop::anomaly {
+
+// The value range that both context detectors quantise over: configured (input_min/input_max),
+// or learnt from the values of the probation period, which are kept until then and replayed.
+// `levels` is how many steps of `step` span the range.
+class LevelRange {
+ public:
+  LevelRange(const DetectorOptions& options, double levels);
+
+  bool known() const { return known_; }
+  double min() const { return min_; }
+  double step() const { return step_; }
+  // Before the range is known: keeps `value` (the n-th); at the probation's end fixes the range
+  // and returns the kept values for the detector to learn from, in order.
+  std::optional<std::vector<double>> Learn(double value, int64_t n, int64_t probation);
+
+  // State: the "known" flag and the rest are written apart (the detectors' byte layout).
+  void SaveKnown(StateWriter* out) const { out->U8(known_ ? 1 : 0); }
+  Status LoadKnown(StateReader* in);
+  void SaveRest(StateWriter* out) const;
+  Status LoadRest(StateReader* in, int64_t probation);
+  bool consistent() const { return step_ > 0 && std::isfinite(min_); }
+
+ private:
+  double levels_;
+  bool known_ = false;
+  double min_ = 0;
+  double step_ = 1;
+  std::vector<double> warmup_;  // values seen before the range is known
+};
 
 class ContextDetector : public Detector {
  public:
@@ -54,10 +84,7 @@ class ContextDetector : public Detector {
   const int64_t suppress_;
   const double threshold_;
 
-  bool ranged_ = false;
-  double min_ = 0;
-  double step_ = 1;
-  std::vector<double> warmup_;             // values seen before the range is known
+  LevelRange range_levels_;
   std::deque<int64_t> history_;            // the last max_order symbols, newest last
   std::unordered_set<uint64_t> contexts_;  // hashes of known contexts
   std::unordered_set<uint64_t> patterns_;  // hashes of (context, next symbol)
@@ -137,10 +164,7 @@ class CadOseDetector : public Detector {
   const int64_t suppress_;
   const double threshold_;
 
-  bool ranged_ = false;
-  double min_ = 0;
-  double step_ = 1;
-  std::vector<double> warmup_;  // values seen before the range is known
+  LevelRange range_levels_;
   int64_t n_ = 0;
   int64_t quiet_left_ = 0;
   RangeWatch range_;
