@@ -16,6 +16,30 @@
 namespace edgeloop::functions {
 namespace {
 
+// write() to the child's stdin without SIGPIPE, whatever the process's disposition (the worker
+// ignores it; a test binary or an embedding program may not): SIGPIPE is blocked on this thread
+// for the call, and one that the call raised is consumed before the mask is restored. A closed
+// pipe then shows as EPIPE, which the caller handles.
+ssize_t WriteWithoutSigpipe(int fd, const char* data, size_t size) {
+  sigset_t pipe_only, old;
+  sigemptyset(&pipe_only);
+  sigaddset(&pipe_only, SIGPIPE);
+  ::pthread_sigmask(SIG_BLOCK, &pipe_only, &old);
+  const ssize_t n = ::write(fd, data, size);
+  const int saved = errno;
+  if (n < 0 && saved == EPIPE) {
+    sigset_t pending;
+    sigpending(&pending);
+    if (sigismember(&pending, SIGPIPE)) {
+      const timespec now{0, 0};
+      ::sigtimedwait(&pipe_only, nullptr, &now);
+    }
+  }
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  errno = saved;
+  return n;
+}
+
 using Json = nlohmann::json;
 
 struct Pipes {
@@ -133,7 +157,8 @@ Status ExecFunction::Run(std::vector<Record>& records, std::vector<Result>& resu
     if (ready < 0 && errno != EINTR) break;
     if (ready <= 0) continue;
     if (count == 2 && (fds[1].revents & (POLLOUT | POLLERR | POLLHUP))) {
-      const ssize_t n = ::write(pipes.in[1], input.data() + written, input.size() - written);
+      const ssize_t n =
+          WriteWithoutSigpipe(pipes.in[1], input.data() + written, input.size() - written);
       if (n > 0) {
         written += static_cast<size_t>(n);
       } else if (n < 0 && errno != EAGAIN && errno != EINTR) {

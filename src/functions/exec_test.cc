@@ -83,6 +83,21 @@ TEST(ExecTest, NonZeroExitFailsTheUnanswered) {
   EXPECT_NE(results[0].reason.find("exited with status 3"), std::string::npos);
 }
 
+TEST(ExecTest, AChildThatClosesItsStdinDoesNotKillTheCaller) {
+  // This test binary keeps SIGPIPE's default disposition (death), unlike the worker; the child
+  // exits without reading 4 MB of input, so the parent's writes hit a closed pipe.
+  ExecOptions options;
+  options.argv = {"/bin/sh", "-c", "exit 3"};
+  auto function = std::move(*ExecFunction::Create(options));
+  auto records = Records(2000);
+  for (Record& record : records) record.body["pad"] = std::string(2000, 'y');
+  std::vector<Result> results(records.size());
+  Context context;
+  ASSERT_TRUE(function->Run(records, results, context).ok());
+  EXPECT_EQ(results[0].disposition, Disposition::kFail);
+  EXPECT_NE(results[0].reason.find("exited with status 3"), std::string::npos);
+}
+
 TEST(ExecTest, MissingProgramFails) {
   ExecOptions options;
   options.argv = {"/nonexistent/program"};
