@@ -74,7 +74,8 @@ ContextDetector::ContextDetector(const DetectorOptions& options)
       suppress_(options.suppress >= 0 ? options.suppress : options.probation / 5),
       threshold_(options.threshold),
       range_levels_(options, static_cast<double>(bins_)),
-      range_(options.range_tolerance) {
+      range_(options.range_tolerance),
+      mean_range_(options.range_mean_window, options.range_tolerance) {
   if (options.likelihood > 0) {
     likelihood_.emplace(options.likelihood_window, options.likelihood_alpha, options.probation);
   }
@@ -133,6 +134,7 @@ double ContextDetector::Step(double value) {
 double ContextDetector::Update(double value) {
   ++n_;
   const bool outside = range_.Update(value);
+  const bool mean_outside = mean_range_.Update(value);
   if (!range_levels_.known()) {
     if (auto kept = range_levels_.Learn(value, n_, probation_)) {
       for (double v : *kept) Step(v);
@@ -148,7 +150,7 @@ double ContextDetector::Update(double value) {
     score *= weight;
   }
   if (likelihood_) score = likelihood_->Update(score);
-  if (outside) score = 1;
+  if (outside || mean_outside) score = 1;
   if (n_ <= probation_) return 0;
   if (quiet_left_ > 0) {
     --quiet_left_;
@@ -164,6 +166,7 @@ void ContextDetector::SaveState(StateWriter* out) const {
   out->I64(since_novel_);
   range_levels_.SaveKnown(out);
   range_.SaveState(out);
+  mean_range_.SaveState(out);
   if (likelihood_) likelihood_->SaveState(out);
   range_levels_.SaveRest(out);
   out->F64s(std::vector<double>(history_.begin(), history_.end()));
@@ -182,6 +185,7 @@ Status ContextDetector::LoadState(StateReader* in) {
   RETURN_IF_ERROR(in->I64(&since_novel_));
   RETURN_IF_ERROR(range_levels_.LoadKnown(in));
   RETURN_IF_ERROR(range_.LoadState(in));
+  RETURN_IF_ERROR(mean_range_.LoadState(in));
   if (likelihood_) RETURN_IF_ERROR(likelihood_->LoadState(in));
   RETURN_IF_ERROR(range_levels_.LoadRest(in, probation_));
   uint64_t count = 0;

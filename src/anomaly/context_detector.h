@@ -9,9 +9,11 @@
 // point's raw score is the share of the contexts already known that have never been followed by
 // its symbol: 0 for a familiar pattern, 1 for a pattern never seen in any known context. A value
 // beyond the range seen so far by more than `range_tolerance` of its width scores 1
-// (range_watch.h); `likelihood` 1 reports the anomaly likelihood of the raw scores instead
-// (likelihood.h). After an alert the next `suppress` points (default probation/5) report 0.
-// Memory is bounded by `max_contexts` (beyond it, no new patterns are learned).
+// (range_watch.h), and so does a `range_mean_window`-point moving average beyond the range of
+// the earlier averages (a sustained level shift in a spiky series); `likelihood` 1 reports the
+// anomaly likelihood of the raw scores instead (likelihood.h). After an alert the next `suppress`
+// points (default probation/5) report 0. Memory is bounded by `max_contexts` (beyond it, no new
+// patterns are learned).
 //
 // Cost per point: O(max_order) hash look-ups. Thread-compatible.
 #ifndef EDGELOOP_ANOMALY_CONTEXT_DETECTOR_H_
@@ -92,6 +94,7 @@ class ContextDetector : public Detector {
   int64_t quiet_left_ = 0;
   int64_t since_novel_ = 0;  // points since the last novel pattern
   RangeWatch range_;
+  MeanRangeWatch mean_range_;
   std::optional<AnomalyLikelihood> likelihood_;  // when options.likelihood > 0
 };
 

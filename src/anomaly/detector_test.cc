@@ -208,6 +208,40 @@ TEST(RangeWatchTest, FlagsValuesBeyondTheSeenRangeByMoreThanTheTolerance) {
   EXPECT_EQ(copy.LoadState(&rb).code(), StatusCode::kDataLoss);
 }
 
+TEST(MeanRangeWatchTest, FlagsASustainedShiftThatSpikesHideFromThePlainRange) {
+  // Spikes to 40 on a level of 0..1 give the plain range watch a wide range, so a shift of the
+  // level to 20 stays inside it; the 4-point average leaves the averages' range within 4 points.
+  RangeWatch plain(0.05);
+  MeanRangeWatch mean(4, 0.05);
+  std::vector<double> values;
+  for (int i = 0; i < 400; ++i) values.push_back(i % 50 == 0 ? 40.0 : (i % 3) * 0.5);
+  for (int i = 0; i < 10; ++i) values.push_back(20 + (i % 3) * 0.5);
+  std::vector<size_t> plain_alerts;
+  std::vector<size_t> mean_alerts;
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (plain.Update(values[i]) && i >= 100) plain_alerts.push_back(i);
+    if (mean.Update(values[i]) && i >= 100) mean_alerts.push_back(i);
+  }
+  EXPECT_TRUE(plain_alerts.empty());
+  ASSERT_FALSE(mean_alerts.empty());
+  EXPECT_GE(mean_alerts.front(), 400u);
+  EXPECT_LT(mean_alerts.front(), 404u);
+
+  MeanRangeWatch off(0, 0.05);
+  EXPECT_FALSE(off.Update(0));
+  EXPECT_FALSE(off.Update(1e9));
+
+  StateWriter w;
+  mean.SaveState(&w);
+  MeanRangeWatch copy(4, 0.05);
+  StateReader r(w.data());
+  ASSERT_TRUE(copy.LoadState(&r).ok());
+  for (double v : {25.0, 30.0, -50.0, 40.0}) EXPECT_EQ(copy.Update(v), mean.Update(v));
+  MeanRangeWatch other_window(3, 0.05);
+  StateReader r3(w.data());
+  EXPECT_EQ(other_window.LoadState(&r3).code(), StatusCode::kDataLoss);
+}
+
 TEST(KnnCadDetectorTest, ScoresAreConformalPValues) {
   // On stationary data the p-values spread over [0, 1]: neither stuck at 0 nor at 1.
   auto detector = CreateDetector(Options("knn_cad", {{"probation", "150"}, {"suppress", "0"}}));

@@ -8,6 +8,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <utility>
+#include <vector>
 
 #include "anomaly/state_io.h"
 #include "common/status.h"
@@ -57,6 +60,54 @@ class RangeWatch {
   bool seen_ = false;
   double min_ = 0;
   double max_ = 0;
+};
+
+// MeanRangeWatch: a RangeWatch over the mean of the last `window` values (a moving average,
+// starting once `window` values are in). It flags a sustained shift of the level beyond every
+// earlier `window`-point average, which a spiky series hides from the plain range watch: its
+// extremes are single spikes, while its averages move only when the level does. Window 0 or
+// tolerance 0 turns it off. Thread-compatible.
+class MeanRangeWatch {
+ public:
+  MeanRangeWatch(int64_t window, double tolerance)
+      : recent_(static_cast<size_t>(std::max<int64_t>(window, 0))), watch_(tolerance) {}
+
+  // Whether the mean of the last `window` values, `value` included, lies outside the range of
+  // the earlier such means (range_watch.h); never before `window` values.
+  bool Update(double value) {
+    if (recent_.empty()) return false;
+    const auto window = static_cast<int64_t>(recent_.size());
+    recent_[static_cast<size_t>(n_ % window)] = value;
+    ++n_;
+    if (n_ < window) return false;
+    // Summed afresh (the window is small): a running sum would drift and break exact restores.
+    double sum = 0;
+    for (double v : recent_) sum += v;
+    return watch_.Update(sum / static_cast<double>(window));
+  }
+
+  void SaveState(StateWriter* out) const {
+    out->I64(n_);
+    out->F64s(recent_);
+    watch_.SaveState(out);
+  }
+  // kDataLoss on a truncated or inconsistent buffer.
+  Status LoadState(StateReader* in) {
+    RETURN_IF_ERROR(in->I64(&n_));
+    std::vector<double> recent;
+    RETURN_IF_ERROR(in->F64s(&recent, recent_.size()));
+    if (recent.size() != recent_.size() || n_ < 0 ||
+        !std::all_of(recent.begin(), recent.end(), [](double v) { return std::isfinite(v); })) {
+      return DataLossError("mean range state is inconsistent");
+    }
+    recent_ = std::move(recent);
+    return watch_.LoadState(in);
+  }
+
+ private:
+  std::vector<double> recent_;  // ring buffer of the last `window` values
+  int64_t n_ = 0;
+  RangeWatch watch_;
 };
 
 }  // namespace edgeloop::anomaly

@@ -10,7 +10,8 @@ namespace edgeloop::anomaly {
 namespace {
 
 constexpr std::string_view kMagic = "EDGELOOP-ANOMALY-STATE\n";
-constexpr uint32_t kVersion = 1;
+// 2: the context detector's state holds its mean range watch (range_watch.h).
+constexpr uint32_t kVersion = 2;
 // A key longer than this is refused (it would be a bug or an attack, not a sensor name).
 constexpr size_t kMaxKeyBytes = 1024;
 
@@ -221,8 +222,9 @@ Status SeriesTable::Decode(std::string_view checkpoint) {
   if (magic != kMagic) return DataLossError("not an anomaly checkpoint");
   RETURN_IF_ERROR(r.U32(&version));
   if (version != kVersion) {
-    return FailedPreconditionError("checkpoint version " + std::to_string(version) +
-                                   " is not supported");
+    return FailedPreconditionError(
+        "checkpoint version " + std::to_string(version) + " is not supported (this build reads " +
+        std::to_string(kVersion) + "; the detector state layout changed): start without it");
   }
   RETURN_IF_ERROR(r.Str(&fingerprint));
   if (fingerprint != options_.detector.Fingerprint()) {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <map>
 #include <string>
@@ -149,6 +150,27 @@ TEST(SeriesTableTest, CorruptOrForeignCheckpointIsRefusedAndLeavesTheTableEmpty)
   auto other = Table(100, "context");
   EXPECT_EQ(other->Decode(checkpoint).code(), StatusCode::kFailedPrecondition);
   EXPECT_EQ(other->size(), 0);
+}
+
+TEST(SeriesTableTest, CheckpointOfAnOlderStateLayoutIsRefusedNamingItsVersion) {
+  auto a = Table(100, "context");
+  Feed(a.get(), "x", 0, 100);
+  std::string checkpoint = a->Encode();
+  // The version follows the magic string (a length and its bytes); version 1 had no mean
+  // range watch in the context detector's state.
+  uint64_t magic_size = 0;
+  std::memcpy(&magic_size, checkpoint.data(), sizeof magic_size);
+  const uint32_t old_version = 1;
+  std::memcpy(checkpoint.data() + sizeof magic_size + magic_size, &old_version, sizeof old_version);
+  const std::string body = checkpoint.substr(0, checkpoint.size() - 8);
+  const uint64_t checksum = Fnv1a64(body);
+  std::memcpy(checkpoint.data() + body.size(), &checksum, sizeof checksum);
+  auto b = Table(100, "context");
+  const Status status = b->Decode(checkpoint);
+  EXPECT_EQ(status.code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(status.ToString().find("checkpoint version 1 is not supported"), std::string::npos)
+      << status;
+  EXPECT_EQ(b->size(), 0);
 }
 
 }  // namespace
