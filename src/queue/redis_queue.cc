@@ -44,6 +44,11 @@ local function fields_of(entry)
   local f = {}
   local kv = entry[2]
   for i = 1, #kv, 2 do f[kv[i]] = kv[i + 1] end
+  if f.h then
+    -- Appended entries pack their small fields into one: type|prio|wall|bytes|id.
+    f.type, f.prio, f.wall, f.bytes, f.id =
+      string.match(f.h, '^([^|]*)|(-?%d+)|(-?%d+)|(-?%d+)|(.*)$')
+  end
   return f
 end
 local function read(stream, id)
@@ -176,8 +181,9 @@ for i = 0, n - 1 do
       lanes_seen[prio] = key
       lanes_asc = nil
     end
-    redis.call('XADD', key, int(prio + 512) .. '-' .. int(seq), 'id', ARGV[b], 'type', typ,
-      'prio', ARGV[b + 2], 'payload', ARGV[b + 3], 'wall', wall, 'bytes', ARGV[b + 4])
+    redis.call('XADD', key, int(prio + 512) .. '-' .. int(seq),
+      'h', typ .. '|' .. ARGV[b + 2] .. '|' .. wall .. '|' .. ARGV[b + 4] .. '|' .. ARGV[b],
+      'payload', ARGV[b + 3])
     bytes = bytes + size
     appended = appended + 1
   else
@@ -234,7 +240,10 @@ local function grant(eid, kv, s)
     att = s.att + 1
     bytes = s.bytes
   else
-    for i = 1, #kv, 2 do if kv[i] == 'bytes' then bytes = tonumber(kv[i + 1]) end end
+    for i = 1, #kv, 2 do
+      if kv[i] == 'bytes' then bytes = tonumber(kv[i + 1]) end
+      if kv[i] == 'h' then bytes = tonumber(string.match(kv[i + 1], '^[^|]*|[^|]*|[^|]*|(%d+)|')) end
+    end
   end
   put_state(eid, {st = 'L', att = att, fence = int(fence), bytes = bytes, cons = c})
   redis.call('ZADD', K_DUE, int(now + vis), eid)
@@ -533,6 +542,26 @@ size_t Size(const redisReply* r) {
   return r != nullptr && r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
 }
 
+// Appended entries pack type|prio|wall|bytes|id into one field "h" (the id last: it may hold
+// any character); entries moved to the DLQ keep one field each.
+void ReadPacked(std::string_view h, Event* event, int64_t* wall_ms) {
+  std::string_view parts[4];
+  for (std::string_view& part : parts) {
+    const size_t bar = h.find('|');
+    if (bar == std::string_view::npos) return;  // not ours: leave the event as it is
+    part = h.substr(0, bar);
+    h.remove_prefix(bar + 1);
+  }
+  int64_t prio = 0;
+  int64_t wall = 0;
+  std::from_chars(parts[1].data(), parts[1].data() + parts[1].size(), prio);
+  std::from_chars(parts[2].data(), parts[2].data() + parts[2].size(), wall);
+  event->type = std::string(parts[0]);
+  event->priority = static_cast<int>(prio);
+  *wall_ms = wall;
+  event->id = std::string(h);
+}
+
 // Fills an event from a stream entry's field list.
 void ReadFields(const redisReply* kv, Event* event, int64_t* wall_ms) {
   for (size_t i = 0; i + 1 < Size(kv); i += 2) {
@@ -543,6 +572,7 @@ void ReadFields(const redisReply* kv, Event* event, int64_t* wall_ms) {
     if (key == "prio") event->priority = static_cast<int>(Int(value));
     if (key == "payload") event->payload = Str(value);
     if (key == "wall") *wall_ms = Int(value);
+    if (key == "h") ReadPacked(Str(value), event, wall_ms);
   }
 }
 
