@@ -73,9 +73,11 @@ ContextDetector::ContextDetector(const DetectorOptions& options)
       probation_(options.probation),
       suppress_(options.suppress >= 0 ? options.suppress : options.probation / 5),
       threshold_(options.threshold),
+      smooth_(options.mean_window > 0),
       range_levels_(options, static_cast<double>(bins_)),
+      mean_(options.mean_window),
       range_(options.range_tolerance),
-      mean_range_(options.range_mean_window, options.range_tolerance) {
+      mean_range_(options.mean_window, options.range_tolerance) {
   if (options.likelihood > 0) {
     likelihood_.emplace(options.likelihood_window, options.likelihood_alpha, options.probation);
   }
@@ -99,25 +101,31 @@ int64_t ContextDetector::Symbol(double value, int64_t resolution) const {
 }
 
 double ContextDetector::Step(double value) {
+  const double raw = Novelty(value, 0, &history_);
+  if (!smooth_) return raw;
+  return std::max(raw, Novelty(mean_.Add(value), 1, &mean_history_));
+}
+
+double ContextDetector::Novelty(double value, int64_t stream, std::deque<double>* history) {
   const bool room = static_cast<int64_t>(patterns_.size()) < max_contexts_;
-  const int64_t orders = static_cast<int64_t>(history_.size());
+  const int64_t orders = static_cast<int64_t>(history->size());
   double score_sum = 0;
   int64_t scored = 0;
   for (int64_t r = 0; r < resolutions_; ++r) {
     const int64_t symbol = Symbol(value, r);
     int64_t known = 0;
     int64_t novel = 0;
-    uint64_t ctx = Mix(0x51ed27, static_cast<uint64_t>(r));
+    uint64_t ctx = Mix(Mix(0x51ed27, static_cast<uint64_t>(r)), static_cast<uint64_t>(stream));
     for (int64_t order = 1; order <= orders; ++order) {
-      ctx =
-          Mix(ctx, static_cast<uint64_t>(Symbol(history_[static_cast<size_t>(orders - order)], r)));
+      ctx = Mix(ctx,
+                static_cast<uint64_t>(Symbol((*history)[static_cast<size_t>(orders - order)], r)));
       const uint64_t pattern = Mix(ctx, static_cast<uint64_t>(symbol) ^ 0x5bd1e995ull);
-      if (contexts_.contains(ctx)) {
+      // One hash look-up per set: an insertion tells whether the key was new.
+      const bool ctx_known = room ? !contexts_.insert(ctx).second : contexts_.contains(ctx);
+      if (ctx_known) {
         ++known;
-        if (!patterns_.contains(pattern)) ++novel;
-      }
-      if (room) {
-        contexts_.insert(ctx);
+        if (room ? patterns_.insert(pattern).second : !patterns_.contains(pattern)) ++novel;
+      } else if (room) {
         patterns_.insert(pattern);
       }
     }
@@ -126,8 +134,8 @@ double ContextDetector::Step(double value) {
       ++scored;
     }
   }
-  history_.push_back(value);
-  if (static_cast<int64_t>(history_.size()) > max_order_) history_.pop_front();
+  history->push_back(value);
+  if (static_cast<int64_t>(history->size()) > max_order_) history->pop_front();
   return scored == 0 ? 0.0 : score_sum / static_cast<double>(scored);
 }
 
@@ -170,6 +178,8 @@ void ContextDetector::SaveState(StateWriter* out) const {
   if (likelihood_) likelihood_->SaveState(out);
   range_levels_.SaveRest(out);
   out->F64s(std::vector<double>(history_.begin(), history_.end()));
+  mean_.SaveState(out);
+  out->F64s(std::vector<double>(mean_history_.begin(), mean_history_.end()));
   // Sorted, so that the same state always encodes to the same bytes.
   for (const auto* set : {&contexts_, &patterns_}) {
     std::vector<uint64_t> keys(set->begin(), set->end());
@@ -192,6 +202,9 @@ Status ContextDetector::LoadState(StateReader* in) {
   std::vector<double> history;
   RETURN_IF_ERROR(in->F64s(&history, static_cast<uint64_t>(max_order_)));
   history_.assign(history.begin(), history.end());
+  RETURN_IF_ERROR(mean_.LoadState(in));
+  RETURN_IF_ERROR(in->F64s(&history, static_cast<uint64_t>(max_order_)));
+  mean_history_.assign(history.begin(), history.end());
   for (auto* set : {&contexts_, &patterns_}) {
     RETURN_IF_ERROR(in->Count(
         &count, std::min<uint64_t>(in->remaining() / 8, static_cast<uint64_t>(max_contexts_) *

@@ -88,7 +88,7 @@ StatusOr<DetectorOptions> DetectorOptions::Parse(std::map<std::string, std::stri
   RETURN_IF_ERROR(ParseInt(params, "suppress", -1, 100000000, &o.suppress));
   o.likelihood = o.detector == "ewma" ? 1 : 0;
   RETURN_IF_ERROR(ParseDouble(params, "range_tolerance", 0, 1e6, &o.range_tolerance));
-  RETURN_IF_ERROR(ParseInt(params, "range_mean_window", 0, 100000, &o.range_mean_window));
+  RETURN_IF_ERROR(ParseInt(params, "mean_window", 0, 100000, &o.mean_window));
   RETURN_IF_ERROR(ParseInt(params, "likelihood", 0, 1, &o.likelihood));
   RETURN_IF_ERROR(ParseInt(params, "likelihood_window", 1, 10000, &o.likelihood_window));
   RETURN_IF_ERROR(ParseDouble(params, "likelihood_alpha", 1e-9, 1, &o.likelihood_alpha));
@@ -139,7 +139,7 @@ std::string DetectorOptions::Fingerprint() const {
   } else {
     out << ";bins=" << bins << ";max_order=" << max_order << ";resolutions=" << resolutions
         << ";calm=" << calm << ";max_contexts=" << max_contexts;
-    if (cad_ose == 0) out << ";range_mean_window=" << range_mean_window;
+    if (cad_ose == 0) out << ";mean_window=" << mean_window;
     if (cad_ose > 0) {
       out << ";cad_ose=1;value_bits=" << value_bits << ";max_left=" << max_left
           << ";max_active=" << max_active;

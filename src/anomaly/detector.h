@@ -63,9 +63,9 @@ struct DetectorOptions {
   // ewma and context: a value beyond the range seen so far by more than range_tolerance times
   // its width scores 1 (range_watch.h; Numenta's "spatial anomaly"). 0 = off.
   double range_tolerance = 0.05;
-  // context (not cad_ose): the range watch also watches the mean of the last
-  // `range_mean_window` points (range_watch.h, MeanRangeWatch). 0 = off.
-  int64_t range_mean_window = 16;
+  // context (not cad_ose): the mean of the last `mean_window` points is a second stream of
+  // contexts, and the range watch watches it too (range_watch.h, MeanRangeWatch). 0 = off.
+  int64_t mean_window = 16;
   // ewma and context: 1 reports the anomaly likelihood (likelihood.h) of the raw scores averaged
   // over `likelihood_window` points instead of the raw score. Default 1 for ewma, 0 for context.
   int64_t likelihood = 1;

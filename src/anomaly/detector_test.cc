@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <map>
 #include <numbers>
@@ -263,6 +264,49 @@ TEST(ContextDetectorTest, NovelPatternScoresHighRepeatedPatternScoresZero) {
   const auto scores = Feed(detector->get(), values);
   for (int i = 300; i < 900; ++i) ASSERT_EQ(scores[static_cast<size_t>(i)], 0.0) << i;
   EXPECT_GE(scores[900], 0.5);
+}
+
+TEST(ContextDetectorTest, ContextsAreTheLevelsOfFractionalValues) {
+  // Three levels of a 0..1 range in a cycle low, middle, high: a jump from low straight to high
+  // is new. (The history once kept values truncated to integers, so every context here was
+  // level 0 and the jump looked familiar.)
+  auto detector = CreateDetector(Options("context", {{"probation", "100"},
+                                                     {"input_min", "0"},
+                                                     {"input_max", "1"},
+                                                     {"bins", "4"},
+                                                     {"resolutions", "1"},
+                                                     {"mean_window", "0"},
+                                                     {"range_tolerance", "0"}}));
+  std::vector<double> values;
+  for (int i = 0; i < 900; ++i) values.push_back(std::array{0.1, 0.5, 0.9}[(i / 3) % 3]);
+  values.push_back(0.1);
+  values.push_back(0.9);
+  const auto scores = Feed(detector->get(), values);
+  for (size_t i = 300; i < 901; ++i) ASSERT_EQ(scores[i], 0.0) << i;
+  EXPECT_GE(scores.back(), 0.5);
+}
+
+TEST(ContextDetectorTest, TheMovingAverageStreamSeesAChangeOfMixThatSingleValuesHide) {
+  // 0, 0, 10, 10 repeated, then 0, 10, 10, 10: every step of the new pattern is a familiar one,
+  // but its average moves from 5 to 7.5, a level the average never had.
+  std::vector<double> values;
+  for (int i = 0; i < 1000; ++i) values.push_back(i % 4 < 2 ? 0.0 : 10.0);
+  for (int i = 0; i < 200; ++i) values.push_back(i % 4 < 1 ? 0.0 : 10.0);
+  for (const char* window : {"0", "16"}) {
+    auto detector = CreateDetector(Options("context", {{"probation", "100"},
+                                                       {"input_min", "0"},
+                                                       {"input_max", "10"},
+                                                       {"mean_window", window},
+                                                       {"range_tolerance", "0"}}));
+    const auto scores = Feed(detector->get(), values);
+    for (size_t i = 300; i < 1000; ++i) ASSERT_EQ(scores[i], 0.0) << window << " " << i;
+    const double peak = *std::max_element(scores.begin() + 1000, scores.begin() + 1020);
+    if (std::string(window) == "0") {
+      EXPECT_EQ(peak, 0.0);
+    } else {
+      EXPECT_GE(peak, 0.5);
+    }
+  }
 }
 
 TEST(ContextDetectorTest, ExcursionsBeyondTheRangeOfVaryingHeightBecomeFamiliar) {

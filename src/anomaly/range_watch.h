@@ -62,6 +62,50 @@ class RangeWatch {
   double max_ = 0;
 };
 
+// MovingMean: the mean of the last `window` values (of all of them while fewer have come), in
+// O(window) per value: summed afresh each time, since a running sum would drift and break exact
+// restores. Window 0 is off (Add returns its input). Thread-compatible.
+class MovingMean {
+ public:
+  explicit MovingMean(int64_t window)
+      : recent_(static_cast<size_t>(std::max<int64_t>(window, 0))) {}
+
+  // Adds `value` (finite) and returns the mean of the last min(values so far, window) values.
+  double Add(double value) {
+    if (recent_.empty()) return value;
+    const auto window = static_cast<int64_t>(recent_.size());
+    recent_[static_cast<size_t>(n_ % window)] = value;
+    ++n_;
+    const int64_t filled = std::min(n_, window);
+    double sum = 0;
+    for (int64_t i = 0; i < filled; ++i) sum += recent_[static_cast<size_t>(i)];
+    return sum / static_cast<double>(filled);
+  }
+  // Whether `window` values have come (always false when off).
+  bool full() const { return !recent_.empty() && n_ >= static_cast<int64_t>(recent_.size()); }
+
+  void SaveState(StateWriter* out) const {
+    out->I64(n_);
+    out->F64s(recent_);
+  }
+  // kDataLoss on a truncated or inconsistent buffer (also a buffer of another window).
+  Status LoadState(StateReader* in) {
+    RETURN_IF_ERROR(in->I64(&n_));
+    std::vector<double> recent;
+    RETURN_IF_ERROR(in->F64s(&recent, recent_.size()));
+    if (recent.size() != recent_.size() || n_ < 0 ||
+        !std::all_of(recent.begin(), recent.end(), [](double v) { return std::isfinite(v); })) {
+      return DataLossError("moving mean state is inconsistent");
+    }
+    recent_ = std::move(recent);
+    return Status::Ok();
+  }
+
+ private:
+  std::vector<double> recent_;  // ring buffer of the last `window` values
+  int64_t n_ = 0;
+};
+
 // MeanRangeWatch: a RangeWatch over the mean of the last `window` values (a moving average,
 // starting once `window` values are in). It flags a sustained shift of the level beyond every
 // earlier `window`-point average, which a spiky series hides from the plain range watch: its
@@ -69,44 +113,27 @@ class RangeWatch {
 // tolerance 0 turns it off. Thread-compatible.
 class MeanRangeWatch {
  public:
-  MeanRangeWatch(int64_t window, double tolerance)
-      : recent_(static_cast<size_t>(std::max<int64_t>(window, 0))), watch_(tolerance) {}
+  MeanRangeWatch(int64_t window, double tolerance) : mean_(window), watch_(tolerance) {}
 
   // Whether the mean of the last `window` values, `value` included, lies outside the range of
   // the earlier such means (range_watch.h); never before `window` values.
   bool Update(double value) {
-    if (recent_.empty()) return false;
-    const auto window = static_cast<int64_t>(recent_.size());
-    recent_[static_cast<size_t>(n_ % window)] = value;
-    ++n_;
-    if (n_ < window) return false;
-    // Summed afresh (the window is small): a running sum would drift and break exact restores.
-    double sum = 0;
-    for (double v : recent_) sum += v;
-    return watch_.Update(sum / static_cast<double>(window));
+    const double mean = mean_.Add(value);
+    return mean_.full() && watch_.Update(mean);
   }
 
   void SaveState(StateWriter* out) const {
-    out->I64(n_);
-    out->F64s(recent_);
+    mean_.SaveState(out);
     watch_.SaveState(out);
   }
   // kDataLoss on a truncated or inconsistent buffer.
   Status LoadState(StateReader* in) {
-    RETURN_IF_ERROR(in->I64(&n_));
-    std::vector<double> recent;
-    RETURN_IF_ERROR(in->F64s(&recent, recent_.size()));
-    if (recent.size() != recent_.size() || n_ < 0 ||
-        !std::all_of(recent.begin(), recent.end(), [](double v) { return std::isfinite(v); })) {
-      return DataLossError("mean range state is inconsistent");
-    }
-    recent_ = std::move(recent);
+    RETURN_IF_ERROR(mean_.LoadState(in));
     return watch_.LoadState(in);
   }
 
  private:
-  std::vector<double> recent_;  // ring buffer of the last `window` values
-  int64_t n_ = 0;
+  MovingMean mean_;
   RangeWatch watch_;
 };
 

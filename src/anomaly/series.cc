@@ -10,7 +10,8 @@ namespace edgeloop::anomaly {
 namespace {
 
 constexpr std::string_view kMagic = "EDGELOOP-ANOMALY-STATE\n";
-// 2: the context detector's state holds its mean range watch (range_watch.h).
+// 2: the context detector's state holds its moving-average stream and range watch, and its
+// history holds values (version 1 held them truncated to integers).
 constexpr uint32_t kVersion = 2;
 // A key longer than this is refused (it would be a bug or an attack, not a sensor name).
 constexpr size_t kMaxKeyBytes = 1024;
