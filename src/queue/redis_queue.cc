@@ -17,8 +17,9 @@ namespace {
 // Every script starts with this: key names and helpers. KEYS[1] is the queue's name S, ARGV[1]
 // the consumer group. docs/queue.md describes the keys (layout 2: one stream per priority).
 //
-// Entry ids are "<priority + 512>-<seq>" with seq from S:meta, one counter for the whole queue:
-// an id names its lane, ids grow within a lane, and no two lanes share an id. Each leased entry
+// Entry ids are "<priority + 512>-<seq>", written as "<priority + 512>-*" so that Redis numbers
+// them within the lane: an id names its lane, ids grow within a lane (also across deletions),
+// and no two lanes share an id. Each leased entry
 // has a packed state in S:e, "<st>|<attempts>|<fence>|<bytes>|<consumer>" with st L (leased),
 // R (waiting for a retry) or Q (ready again, in its lane's S:r:<p>); an entry never leased has
 // none.
@@ -117,14 +118,15 @@ enum Script {
   kNumScripts
 };
 
-// ARGV: group, max_bytes, high, low, wall_ms, n, then n × (id, type, prio, payload, bytes).
+// ARGV: group, max_bytes, high, low, unused, n, then n × (prio, bytes, h, payload) where h is the
+// packed "type|prio|wall|bytes|id" stored with the entry (built by the client, so that the script
+// does no string work per event; Redis hashes every argument it hands to Lua, so each one counts).
 // Returns the (0-based) positions of the events it rejected.
 constexpr const char* kAppendScript = R"lua(
 local maxb, high, low = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local wall, n = ARGV[5], tonumber(ARGV[6])
-local meta = redis.call('HMGET', K_META, 'bytes', 'seq')
-local bytes, seq = tonumber(meta[1] or '0'), tonumber(meta[2] or '0')
-local lanes_seen, lanes_asc = {}, nil
+local n = tonumber(ARGV[6])
+local bytes = tonumber(redis.call('HGET', K_META, 'bytes') or '0')
+local lanes_seen, ids_seen, lanes_asc = {}, {}, nil
 local rejected, appended = {}, 0
 -- The next event to drop for one of priority maxprio: the lowest priority first, the oldest
 -- (smallest seq) first within it, live or dead. nil when only higher priorities are left.
@@ -145,8 +147,8 @@ local function victim(maxprio)
   return nil
 end
 for i = 0, n - 1 do
-  local b = 7 + i * 5
-  local typ, prio, size = ARGV[b + 1], tonumber(ARGV[b + 2]), tonumber(ARGV[b + 4])
+  local b = 7 + i * 4
+  local prio, size = tonumber(ARGV[b]), tonumber(ARGV[b + 1])
   local ok = true
   if maxb > 0 and size > maxb then
     ok = false
@@ -174,24 +176,22 @@ for i = 0, n - 1 do
     if bytes + size > maxb then ok = false end
   end
   if ok then
-    seq = seq + 1
     local key = lanes_seen[prio]
     if not key then
       key = ensure_lane(prio)
       lanes_seen[prio] = key
+      ids_seen[prio] = int(prio + 512) .. '-*'
       lanes_asc = nil
     end
-    redis.call('XADD', key, int(prio + 512) .. '-' .. int(seq),
-      'h', typ .. '|' .. ARGV[b + 2] .. '|' .. wall .. '|' .. ARGV[b + 4] .. '|' .. ARGV[b],
-      'payload', ARGV[b + 3])
+    redis.call('XADD', key, ids_seen[prio], 'h', ARGV[b + 2], 'payload', ARGV[b + 3])
     bytes = bytes + size
     appended = appended + 1
   else
     rejected[#rejected + 1] = i
-    redis.call('HINCRBY', K_DROPS, 'rejected:' .. typ, 1)
+    redis.call('HINCRBY', K_DROPS, 'rejected:' .. string.match(ARGV[b + 2], '^[^|]*'), 1)
   end
 end
-redis.call('HSET', K_META, 'bytes', int(bytes), 'seq', int(seq))
+redis.call('HSET', K_META, 'bytes', int(bytes))
 if appended > 0 then redis.call('HINCRBY', K_META, 'appended', appended) end
 return rejected
 )lua";
@@ -381,16 +381,13 @@ constexpr const char* kReplayScript = R"lua(
 local all = ARGV[2] == '1'
 local want = {}
 for i = 3, #ARGV do want[ARGV[i]] = true end
-local seq = tonumber(redis.call('HGET', K_META, 'seq') or '0')
 local n = 0
 for _, e in ipairs(redis.call('XRANGE', K_DLQ, '-', '+')) do
   local f = fields_of(e)
   if all or want[f.id] then
     local p = tonumber(f.prio)
-    seq = seq + 1
-    local eid = int(p + 512) .. '-' .. int(seq)
-    redis.call('XADD', ensure_lane(p), eid, 'id', f.id, 'type', f.type, 'prio', f.prio,
-      'payload', f.payload, 'wall', f.wall, 'bytes', f.bytes)
+    local eid = redis.call('XADD', ensure_lane(p), int(p + 512) .. '-*', 'id', f.id,
+      'type', f.type, 'prio', f.prio, 'payload', f.payload, 'wall', f.wall, 'bytes', f.bytes)
     if f.history and f.history ~= '[]' and f.history ~= '{}' then
       redis.call('HSET', K_HIST, eid, f.history)
     end
@@ -399,7 +396,6 @@ for _, e in ipairs(redis.call('XRANGE', K_DLQ, '-', '+')) do
     n = n + 1
   end
 end
-redis.call('HSET', K_META, 'seq', int(seq))
 return n
 )lua";
 
@@ -787,7 +783,8 @@ StatusOr<AppendResult> RedisQueue::Append(std::vector<Event> events) {
   if (options_.read_only) return FailedPreconditionError("queue is open read-only");
   AppendRequest request;
   request.count = events.size();
-  request.args.reserve(events.size() * 5);
+  request.args.reserve(events.size() * 4);
+  const std::string wall = std::to_string(WallMs());
   for (Event& event : events) {
     RETURN_IF_ERROR(internal::ValidateEvent(event, options_.max_event_bytes));
     if (event.priority < -512 || event.priority > 511) {
@@ -796,11 +793,17 @@ StatusOr<AppendResult> RedisQueue::Append(std::vector<Event> events) {
     if (event.id.empty()) event.id = NewEventId(*options_.clock);
     const int64_t stored = event.StoredBytes();
     result.ids.push_back(event.id);
-    request.args.push_back(event.id);
-    request.args.push_back(event.type);
-    request.args.push_back(std::to_string(event.priority));
+    std::string prio = std::to_string(event.priority);
+    std::string size = std::to_string(stored);
+    std::string packed;
+    packed.reserve(event.type.size() + prio.size() + wall.size() + size.size() +
+                   event.id.size() + 4);
+    packed.append(event.type).append("|").append(prio).append("|").append(wall);
+    packed.append("|").append(size).append("|").append(event.id);
+    request.args.push_back(std::move(prio));
+    request.args.push_back(std::move(size));
+    request.args.push_back(std::move(packed));
     request.args.push_back(std::move(event.payload));
-    request.args.push_back(std::to_string(stored));
   }
   if (events.empty()) return result;
 
@@ -854,9 +857,9 @@ void RedisQueue::SendAppends(const std::vector<AppendRequest*>& batch) {
       std::to_string(max),
       std::to_string(static_cast<int64_t>(static_cast<double>(max) * options_.high_watermark)),
       std::to_string(static_cast<int64_t>(static_cast<double>(max) * options_.low_watermark)),
-      std::to_string(WallMs()), std::to_string(total)};
+      std::string(), std::to_string(total)};
   std::vector<std::string_view> args(std::begin(head), std::end(head));
-  args.reserve(args.size() + total * 5);
+  args.reserve(args.size() + total * 4);
   for (const AppendRequest* request : batch) {
     args.insert(args.end(), request->args.begin(), request->args.end());
   }

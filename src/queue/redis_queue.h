@@ -57,7 +57,7 @@ class RedisQueue final : public Queue {
  private:
   RedisQueue(const QueueOptions& options, std::string host, int port, std::string stream);
 
-  // One caller's events waiting to be sent (5 script arguments per event).
+  // One caller's events waiting to be sent (4 script arguments per event).
   struct AppendRequest {
     std::vector<std::string> args;
     size_t count = 0;
