@@ -237,6 +237,13 @@ int WalHook(void* arg, sqlite3* db, const char* name, int pages);
 
 StatusOr<std::unique_ptr<Queue>> SqliteQueue::Open(const std::string& dir,
                                                    const QueueOptions& options) {
+  // SQLite's memory statistics take a global mutex on every allocation, and nothing here reads
+  // them. Only possible before SQLite initialises; later it is refused and changes nothing.
+  static const bool kNoMemStatus = [] {
+    (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    return true;
+  }();
+  (void)kNoMemStatus;
   namespace fs = std::filesystem;
   const fs::path db_path = fs::path(dir) / "queue.db";
   std::error_code ec;
