@@ -73,11 +73,15 @@ ContextDetector::ContextDetector(const DetectorOptions& options)
       probation_(options.probation),
       suppress_(options.suppress >= 0 ? options.suppress : options.probation / 5),
       threshold_(options.threshold),
-      smooth_(options.mean_window > 0),
       range_levels_(options, static_cast<double>(bins_)),
-      mean_(options.mean_window),
       range_(options.range_tolerance),
       mean_range_(options.mean_window, options.range_tolerance) {
+  const int64_t scales = options.mean_window > 1 ? options.time_scales : 1;
+  int64_t window = 0;
+  for (int64_t k = 0; k < scales; ++k) {
+    streams_.push_back(Stream{MovingMean(window), {}});
+    window = window == 0 ? options.mean_window : window * options.mean_window;
+  }
   if (options.likelihood > 0) {
     likelihood_.emplace(options.likelihood_window, options.likelihood_alpha, options.probation);
   }
@@ -101,12 +105,17 @@ int64_t ContextDetector::Symbol(double value, int64_t resolution) const {
 }
 
 double ContextDetector::Step(double value) {
-  const double raw = Novelty(value, 0, &history_);
-  if (!smooth_) return raw;
-  return std::max(raw, Novelty(mean_.Add(value), 1, &mean_history_));
+  // A change can show at one time scale and hide in the noise of another: the point's raw score
+  // is that of the stream that finds it most novel.
+  double score = 0;
+  for (size_t s = 0; s < streams_.size(); ++s) {
+    score = std::max(score, Novelty(streams_[s].mean.Add(value), s));
+  }
+  return score;
 }
 
-double ContextDetector::Novelty(double value, int64_t stream, std::deque<double>* history) {
+double ContextDetector::Novelty(double value, size_t s) {
+  std::deque<double>* history = &streams_[s].history;
   const bool room = static_cast<int64_t>(patterns_.size()) < max_contexts_;
   const int64_t orders = static_cast<int64_t>(history->size());
   double score_sum = 0;
@@ -115,7 +124,7 @@ double ContextDetector::Novelty(double value, int64_t stream, std::deque<double>
     const int64_t symbol = Symbol(value, r);
     int64_t known = 0;
     int64_t novel = 0;
-    uint64_t ctx = Mix(Mix(0x51ed27, static_cast<uint64_t>(r)), static_cast<uint64_t>(stream));
+    uint64_t ctx = Mix(Mix(0x51ed27, static_cast<uint64_t>(r)), s);
     for (int64_t order = 1; order <= orders; ++order) {
       ctx = Mix(ctx,
                 static_cast<uint64_t>(Symbol((*history)[static_cast<size_t>(orders - order)], r)));
@@ -177,9 +186,10 @@ void ContextDetector::SaveState(StateWriter* out) const {
   mean_range_.SaveState(out);
   if (likelihood_) likelihood_->SaveState(out);
   range_levels_.SaveRest(out);
-  out->F64s(std::vector<double>(history_.begin(), history_.end()));
-  mean_.SaveState(out);
-  out->F64s(std::vector<double>(mean_history_.begin(), mean_history_.end()));
+  for (const Stream& stream : streams_) {
+    stream.mean.SaveState(out);
+    out->F64s(std::vector<double>(stream.history.begin(), stream.history.end()));
+  }
   // Sorted, so that the same state always encodes to the same bytes.
   for (const auto* set : {&contexts_, &patterns_}) {
     std::vector<uint64_t> keys(set->begin(), set->end());
@@ -200,11 +210,11 @@ Status ContextDetector::LoadState(StateReader* in) {
   RETURN_IF_ERROR(range_levels_.LoadRest(in, probation_));
   uint64_t count = 0;
   std::vector<double> history;
-  RETURN_IF_ERROR(in->F64s(&history, static_cast<uint64_t>(max_order_)));
-  history_.assign(history.begin(), history.end());
-  RETURN_IF_ERROR(mean_.LoadState(in));
-  RETURN_IF_ERROR(in->F64s(&history, static_cast<uint64_t>(max_order_)));
-  mean_history_.assign(history.begin(), history.end());
+  for (Stream& stream : streams_) {
+    RETURN_IF_ERROR(stream.mean.LoadState(in));
+    RETURN_IF_ERROR(in->F64s(&history, static_cast<uint64_t>(max_order_)));
+    stream.history.assign(history.begin(), history.end());
+  }
   for (auto* set : {&contexts_, &patterns_}) {
     RETURN_IF_ERROR(in->Count(
         &count, std::min<uint64_t>(in->remaining() / 8, static_cast<uint64_t>(max_contexts_) *

@@ -6,20 +6,22 @@
 // own whose width doubles with each step away from it, so bigger excursions stay distinct while
 // a series that drifts or spikes beyond its early range does not keep inventing new levels. The
 // detector remembers which symbol followed each context of the last 1..max_order symbols, at
-// `resolutions` resolutions (bins, 2 bins, ...), and it does so for two streams: the values and
-// their `mean_window`-point moving average (0 = the values only), which sees a change in a noisy
-// series that the single values hide in their noise. A stream's raw score is the share of its
-// contexts already known that have never been followed by its symbol (averaged over the
-// resolutions): 0 for a familiar pattern, 1 for a pattern never seen in any known context; the
-// point's raw score is the larger of the two streams'. A value beyond the range seen so far by
-// more than `range_tolerance` of its width scores 1 (range_watch.h), and so does a moving average
-// beyond the range of the earlier averages (a sustained level shift in a spiky series);
-// `likelihood` 1 reports the anomaly likelihood of the raw scores instead (likelihood.h). After
-// an alert the next `suppress` points (default probation/5) report 0. Memory is bounded by
-// `max_contexts` (beyond it, no new patterns are learned).
+// `resolutions` resolutions (bins, 2 bins, ...), and it does so for `time_scales` streams: the
+// values and their moving averages over mean_window, mean_window^2, ... points, since a change
+// can hide in the noise of the single values (a shifted mix of spikes) or in a slow drift that
+// no single step shows (a level held too long) and still be new at a longer time scale. A
+// stream's raw score is the share of its contexts already known that have never been followed by
+// its symbol (averaged over the resolutions): 0 for a familiar pattern, 1 for a pattern never
+// seen in any known context; the point's raw score is the largest of the streams'. A value
+// beyond the range seen so far by more than `range_tolerance` of its width scores 1
+// (range_watch.h), and so does a mean_window-point average beyond the range of the earlier
+// averages (a sustained level shift in a spiky series); `likelihood` 1 reports the anomaly
+// likelihood of the raw scores instead (likelihood.h). After an alert the next `suppress` points
+// (default probation/5) report 0. Memory is bounded by `max_contexts` (beyond it, no new
+// patterns are learned).
 //
-// Cost per point: O(resolutions * max_order) hash look-ups per stream and O(mean_window) for
-// the moving average. Thread-compatible.
+// Cost per point: O(resolutions * max_order) hash look-ups per stream, O(1) for the moving
+// averages, which keep mean_window + mean_window^2 + ... values. Thread-compatible.
 #ifndef EDGELOOP_ANOMALY_CONTEXT_DETECTOR_H_
 #define EDGELOOP_ANOMALY_CONTEXT_DETECTOR_H_
 
@@ -79,9 +81,14 @@ class ContextDetector : public Detector {
  private:
   // Learns from and scores one value once the range is known.
   double Step(double value);
-  // Learns `value` as the next of a stream (`stream` 0: the values, 1: their moving average)
-  // whose last values are `history`, and returns its raw score.
-  double Novelty(double value, int64_t stream, std::deque<double>* history);
+  // One time scale: the values (window 0) or their moving average, and its last max_order
+  // values, newest last.
+  struct Stream {
+    MovingMean mean;
+    std::deque<double> history;
+  };
+  // Learns `value` as the next of stream `s` and returns its raw score.
+  double Novelty(double value, size_t s);
   int64_t Symbol(double value, int64_t resolution) const;
 
   const int64_t bins_;
@@ -92,12 +99,11 @@ class ContextDetector : public Detector {
   const int64_t probation_;
   const int64_t suppress_;
   const double threshold_;
-  const bool smooth_;  // whether the moving-average stream is on (mean_window > 0)
 
   LevelRange range_levels_;
-  std::deque<double> history_;  // the last max_order values, newest last
-  MovingMean mean_;             // of the values learnt so far (the stream's own, for the replay)
-  std::deque<double> mean_history_;        // the last max_order moving averages, newest last
+  // Stream k averages mean_window^k values (stream 0: the values themselves); fed in Step, so
+  // that the probation's replay feeds them too.
+  std::vector<Stream> streams_;
   std::unordered_set<uint64_t> contexts_;  // hashes of known contexts
   std::unordered_set<uint64_t> patterns_;  // hashes of (context, next symbol)
   int64_t n_ = 0;

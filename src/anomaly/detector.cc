@@ -89,6 +89,7 @@ StatusOr<DetectorOptions> DetectorOptions::Parse(std::map<std::string, std::stri
   o.likelihood = o.detector == "ewma" ? 1 : 0;
   RETURN_IF_ERROR(ParseDouble(params, "range_tolerance", 0, 1e6, &o.range_tolerance));
   RETURN_IF_ERROR(ParseInt(params, "mean_window", 0, 100000, &o.mean_window));
+  RETURN_IF_ERROR(ParseInt(params, "time_scales", 1, 4, &o.time_scales));
   RETURN_IF_ERROR(ParseInt(params, "likelihood", 0, 1, &o.likelihood));
   RETURN_IF_ERROR(ParseInt(params, "likelihood_window", 1, 10000, &o.likelihood_window));
   RETURN_IF_ERROR(ParseDouble(params, "likelihood_alpha", 1e-9, 1, &o.likelihood_alpha));
@@ -107,6 +108,16 @@ StatusOr<DetectorOptions> DetectorOptions::Parse(std::map<std::string, std::stri
   RETURN_IF_ERROR(ParseInt(params, "value_bits", 1, 20, &o.value_bits));
   RETURN_IF_ERROR(ParseInt(params, "max_left", 1, 1000, &o.max_left));
   RETURN_IF_ERROR(ParseInt(params, "max_active", 0, 1000, &o.max_active));
+  // The longest moving average keeps mean_window^(time_scales - 1) values per series.
+  double longest = 1;
+  for (int64_t k = 1; k < o.time_scales; ++k) longest *= static_cast<double>(o.mean_window);
+  if (o.mean_window > 1 && longest > 1e6) {
+    return InvalidArgumentError(
+        "parameters mean_window and time_scales: the longest moving average, mean_window^"
+        "(time_scales - 1) = " +
+        std::to_string(static_cast<int64_t>(std::min(longest, 1e18))) +
+        " points, must be at most 1000000");
+  }
   if (o.detector == "knn_cad") {
     const int64_t window = o.window > 0 ? o.window : o.probation;
     if (window <= o.dim + o.k) {
@@ -139,7 +150,7 @@ std::string DetectorOptions::Fingerprint() const {
   } else {
     out << ";bins=" << bins << ";max_order=" << max_order << ";resolutions=" << resolutions
         << ";calm=" << calm << ";max_contexts=" << max_contexts;
-    if (cad_ose == 0) out << ";mean_window=" << mean_window;
+    if (cad_ose == 0) out << ";mean_window=" << mean_window << ";time_scales=" << time_scales;
     if (cad_ose > 0) {
       out << ";cad_ose=1;value_bits=" << value_bits << ";max_left=" << max_left
           << ";max_active=" << max_active;

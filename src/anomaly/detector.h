@@ -63,9 +63,12 @@ struct DetectorOptions {
   // ewma and context: a value beyond the range seen so far by more than range_tolerance times
   // its width scores 1 (range_watch.h; Numenta's "spatial anomaly"). 0 = off.
   double range_tolerance = 0.05;
-  // context (not cad_ose): the mean of the last `mean_window` points is a second stream of
-  // contexts, and the range watch watches it too (range_watch.h, MeanRangeWatch). 0 = off.
+  // context (not cad_ose): contexts are learnt at `time_scales` time scales, of the values and
+  // of their moving averages over mean_window, mean_window^2, ... points (which it keeps: 4368
+  // values by default); the range watch also watches the mean_window-point average
+  // (range_watch.h, MeanRangeWatch). mean_window 0 (or 1) = the values only.
   int64_t mean_window = 16;
+  int64_t time_scales = 4;
   // ewma and context: 1 reports the anomaly likelihood (likelihood.h) of the raw scores averaged
   // over `likelihood_window` points instead of the raw score. Default 1 for ewma, 0 for context.
   int64_t likelihood = 1;

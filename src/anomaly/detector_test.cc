@@ -209,6 +209,41 @@ TEST(RangeWatchTest, FlagsValuesBeyondTheSeenRangeByMoreThanTheTolerance) {
   EXPECT_EQ(copy.LoadState(&rb).code(), StatusCode::kDataLoss);
 }
 
+TEST(MovingMeanTest, AveragesTheLastWindowValuesAndRestoresExactly) {
+  MovingMean mean(3);
+  EXPECT_EQ(mean.Add(1), 1.0);
+  EXPECT_EQ(mean.Add(2), 1.5);
+  EXPECT_FALSE(mean.full());
+  EXPECT_EQ(mean.Add(3), 2.0);
+  EXPECT_TRUE(mean.full());
+  EXPECT_EQ(mean.Add(7), 4.0);
+  MovingMean off(0);
+  EXPECT_EQ(off.Add(5), 5.0);
+  EXPECT_FALSE(off.full());
+
+  // The running sum stays within rounding of a fresh sum over a long, badly scaled series, and a
+  // restored copy continues bit for bit.
+  MovingMean long_mean(16);
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<double> noise(-1, 1);
+  std::vector<double> recent;
+  for (int i = 0; i < 100000; ++i) {
+    const double v = (i % 1000 == 0 ? 1e12 : 1.0) + noise(rng);
+    recent.push_back(v);
+    if (recent.size() > 16) recent.erase(recent.begin());
+    const double got = long_mean.Add(v);
+    double sum = 0;
+    for (double x : recent) sum += x;
+    ASSERT_NEAR(got, sum / static_cast<double>(recent.size()), 1e-3 * std::abs(got) + 1e-3) << i;
+  }
+  StateWriter w;
+  long_mean.SaveState(&w);
+  MovingMean copy(16);
+  StateReader r(w.data());
+  ASSERT_TRUE(copy.LoadState(&r).ok());
+  for (int i = 0; i < 40; ++i) EXPECT_EQ(copy.Add(i * 0.1), long_mean.Add(i * 0.1));
+}
+
 TEST(MeanRangeWatchTest, FlagsASustainedShiftThatSpikesHideFromThePlainRange) {
   // Spikes to 40 on a level of 0..1 give the plain range watch a wide range, so a shift of the
   // level to 20 stays inside it; the 4-point average leaves the averages' range within 4 points.
@@ -412,6 +447,7 @@ TEST(DetectorOptionsTest, RejectsBadValuesNamingTheKeyAndLeavesUnknownKeys) {
                                                                      {"dim", "0"},
                                                                      {"likelihood", "2"},
                                                                      {"range_tolerance", "-1"},
+                                                                     {"time_scales", "5"},
                                                                      {"input_min", "nan"}}) {
     std::map<std::string, std::string> bad = {{key, value}};
     auto parsed = DetectorOptions::Parse(&bad);
@@ -423,6 +459,12 @@ TEST(DetectorOptionsTest, RejectsBadValuesNamingTheKeyAndLeavesUnknownKeys) {
   EXPECT_FALSE(DetectorOptions::Parse(&half).ok());
   std::map<std::string, std::string> small = {{"detector", "knn_cad"}, {"probation", "30"}};
   EXPECT_FALSE(DetectorOptions::Parse(&small).ok());  // window must exceed dim + k
+  // The longest moving average (mean_window^(time_scales - 1) points) is bounded.
+  std::map<std::string, std::string> huge = {
+      {"detector", "context"}, {"mean_window", "1000"}, {"time_scales", "4"}};
+  auto refused = DetectorOptions::Parse(&huge);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("time_scales"), std::string::npos);
 }
 
 }  // namespace

@@ -63,8 +63,8 @@ class RangeWatch {
 };
 
 // MovingMean: the mean of the last `window` values (of all of them while fewer have come), in
-// O(window) per value: summed afresh each time, since a running sum would drift and break exact
-// restores. Window 0 is off (Add returns its input). Thread-compatible.
+// O(1) per value: a running sum, summed afresh from the kept values once per `window` values so
+// that rounding cannot accumulate. Window 0 is off (Add returns its input). Thread-compatible.
 class MovingMean {
  public:
   explicit MovingMean(int64_t window)
@@ -74,26 +74,31 @@ class MovingMean {
   double Add(double value) {
     if (recent_.empty()) return value;
     const auto window = static_cast<int64_t>(recent_.size());
-    recent_[static_cast<size_t>(n_ % window)] = value;
+    double& slot = recent_[static_cast<size_t>(n_ % window)];
+    sum_ += value - slot;  // the slot holds 0 until the ring is full
+    slot = value;
     ++n_;
-    const int64_t filled = std::min(n_, window);
-    double sum = 0;
-    for (int64_t i = 0; i < filled; ++i) sum += recent_[static_cast<size_t>(i)];
-    return sum / static_cast<double>(filled);
+    if (n_ % window == 0) {
+      sum_ = 0;
+      for (double v : recent_) sum_ += v;
+    }
+    return sum_ / static_cast<double>(std::min(n_, window));
   }
   // Whether `window` values have come (always false when off).
   bool full() const { return !recent_.empty() && n_ >= static_cast<int64_t>(recent_.size()); }
 
   void SaveState(StateWriter* out) const {
     out->I64(n_);
+    out->F64(sum_);
     out->F64s(recent_);
   }
   // kDataLoss on a truncated or inconsistent buffer (also a buffer of another window).
   Status LoadState(StateReader* in) {
     RETURN_IF_ERROR(in->I64(&n_));
+    RETURN_IF_ERROR(in->F64(&sum_));
     std::vector<double> recent;
     RETURN_IF_ERROR(in->F64s(&recent, recent_.size()));
-    if (recent.size() != recent_.size() || n_ < 0 ||
+    if (recent.size() != recent_.size() || n_ < 0 || !std::isfinite(sum_) ||
         !std::all_of(recent.begin(), recent.end(), [](double v) { return std::isfinite(v); })) {
       return DataLossError("moving mean state is inconsistent");
     }
@@ -104,6 +109,7 @@ class MovingMean {
  private:
   std::vector<double> recent_;  // ring buffer of the last `window` values
   int64_t n_ = 0;
+  double sum_ = 0;  // of recent_
 };
 
 // MeanRangeWatch: a RangeWatch over the mean of the last `window` values (a moving average,
