@@ -87,9 +87,9 @@ struct DetectorOptions {
   int64_t window = -1;  // training / calibration window; -1 = probation
 
   // context
-  int64_t bins = 2;               // value levels across the range
+  int64_t bins = 4;               // value levels across the range
   int64_t max_order = 1;          // longest context (previous symbols) considered
-  int64_t resolutions = 2;        // also score at 2, 4, ... times as many levels (averaged)
+  int64_t resolutions = 1;        // > 1: also score at 2, 4, ... times as many levels (averaged)
   double calm = 0;                // > 0: a novelty's score grows with the calm before it (points)
   int64_t max_contexts = 200000;  // memory bound: contexts remembered per series
   // context with cad_ose 1: CAD OSE's method (context_detector.h)
