@@ -16,11 +16,126 @@
 #include <thread>
 
 #include "lake/csv.h"
+#include "lake/data_file_internal.h"
 #include "lake/fs.h"
 #include "lake/value_text.h"
 
 namespace edgeloop::lake {
+namespace internal {
+
+void StatsAccumulator::Add(const Column& c) {
+  const int64_t n = c.size();
+  const uint8_t* valid = c.valid().data();
+  switch (type) {
+    case Type::kDouble: {
+      const double* v = c.doubles().data();
+      for (int64_t i = 0; i < n; ++i) {
+        if (!valid[i]) {
+          ++nulls;
+        } else if (!std::isnan(v[i])) {  // NaN has no order; it stays out of min/max
+          if (!any) {
+            min_double = max_double = v[i];
+            any = true;
+          } else {
+            min_double = std::min(min_double, v[i]);
+            max_double = std::max(max_double, v[i]);
+          }
+        }
+      }
+      break;
+    }
+    case Type::kString: {
+      std::string_view lo, hi;
+      bool local = false;
+      for (int64_t i = 0; i < n; ++i) {
+        if (!valid[i]) {
+          ++nulls;
+          continue;
+        }
+        const std::string_view s = c.GetString(i);
+        if (!local) {
+          lo = hi = s;
+          local = true;
+        } else if (s < lo) {
+          lo = s;
+        } else if (s > hi) {
+          hi = s;
+        }
+      }
+      if (local) {
+        if (!any || lo < min_string) min_string.assign(lo);
+        if (!any || hi > max_string) max_string.assign(hi);
+        any = true;
+      }
+      break;
+    }
+    default: {
+      const int64_t* v = c.ints().data();
+      for (int64_t i = 0; i < n; ++i) {
+        if (!valid[i]) {
+          ++nulls;
+        } else if (!any) {
+          min_int = max_int = v[i];
+          any = true;
+        } else {
+          min_int = std::min(min_int, v[i]);
+          max_int = std::max(max_int, v[i]);
+        }
+      }
+    }
+  }
+}
+
+ColumnStats StatsAccumulator::Finish() const {
+  ColumnStats out;
+  out.field_id = field_id;
+  out.null_count = nulls;
+  if (!any) return out;
+  char buf[kMaxTimestampText];
+  auto text = [&](int64_t v) {
+    switch (type) {
+      case Type::kBool:
+        return std::string(v ? "true" : "false");
+      case Type::kTimestamp:
+        return FormatTimestamp(v);
+      case Type::kDate:
+        return FormatDate(static_cast<int32_t>(v));
+      default:
+        return std::string(buf, WriteInt(buf, v));
+    }
+  };
+  switch (type) {
+    case Type::kDouble:
+      out.min = std::string(buf, WriteDouble(buf, min_double));
+      out.max = std::string(buf, WriteDouble(buf, max_double));
+      break;
+    case Type::kString:
+      out.min = min_string;
+      out.max = max_string;
+      break;
+    default:
+      out.min = text(min_int);
+      out.max = text(max_int);
+  }
+  return out;
+}
+
+std::string HexDigest(const unsigned char* digest, unsigned size) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out = "sha256:";
+  for (unsigned i = 0; i < size; ++i) {
+    out.push_back(kHex[digest[i] >> 4]);
+    out.push_back(kHex[digest[i] & 15]);
+  }
+  return out;
+}
+
+}  // namespace internal
+
 namespace {
+
+using internal::HexDigest;
+using internal::StatsAccumulator;
 
 constexpr size_t kFlushBytes = 1 << 20;  // CSV text handed to zstd at a time
 // zstd's job size on its worker thread. The default for level 3 (8 MiB jobs, a 32 MiB input
@@ -39,124 +154,6 @@ struct QuoteTable {
   }
 };
 constexpr QuoteTable kQuoteTable;
-
-// Running min/max/null count of one column, typed; text only at Finish.
-struct StatsAccumulator {
-  Type type = Type::kString;
-  int32_t field_id = 0;
-  int64_t nulls = 0;
-  bool any = false;
-  int64_t min_int = 0, max_int = 0;
-  double min_double = 0, max_double = 0;
-  std::string min_string, max_string;
-
-  void Add(const Column& c) {
-    const int64_t n = c.size();
-    const uint8_t* valid = c.valid().data();
-    switch (type) {
-      case Type::kDouble: {
-        const double* v = c.doubles().data();
-        for (int64_t i = 0; i < n; ++i) {
-          if (!valid[i]) {
-            ++nulls;
-          } else if (!std::isnan(v[i])) {  // NaN has no order; it stays out of min/max
-            if (!any) {
-              min_double = max_double = v[i];
-              any = true;
-            } else {
-              min_double = std::min(min_double, v[i]);
-              max_double = std::max(max_double, v[i]);
-            }
-          }
-        }
-        break;
-      }
-      case Type::kString: {
-        std::string_view lo, hi;
-        bool local = false;
-        for (int64_t i = 0; i < n; ++i) {
-          if (!valid[i]) {
-            ++nulls;
-            continue;
-          }
-          const std::string_view s = c.GetString(i);
-          if (!local) {
-            lo = hi = s;
-            local = true;
-          } else if (s < lo) {
-            lo = s;
-          } else if (s > hi) {
-            hi = s;
-          }
-        }
-        if (local) {
-          if (!any || lo < min_string) min_string.assign(lo);
-          if (!any || hi > max_string) max_string.assign(hi);
-          any = true;
-        }
-        break;
-      }
-      default: {
-        const int64_t* v = c.ints().data();
-        for (int64_t i = 0; i < n; ++i) {
-          if (!valid[i]) {
-            ++nulls;
-          } else if (!any) {
-            min_int = max_int = v[i];
-            any = true;
-          } else {
-            min_int = std::min(min_int, v[i]);
-            max_int = std::max(max_int, v[i]);
-          }
-        }
-      }
-    }
-  }
-
-  ColumnStats Finish() const {
-    ColumnStats out;
-    out.field_id = field_id;
-    out.null_count = nulls;
-    if (!any) return out;
-    char buf[kMaxTimestampText];
-    auto text = [&](int64_t v) {
-      switch (type) {
-        case Type::kBool:
-          return std::string(v ? "true" : "false");
-        case Type::kTimestamp:
-          return FormatTimestamp(v);
-        case Type::kDate:
-          return FormatDate(static_cast<int32_t>(v));
-        default:
-          return std::string(buf, WriteInt(buf, v));
-      }
-    };
-    switch (type) {
-      case Type::kDouble:
-        out.min = std::string(buf, WriteDouble(buf, min_double));
-        out.max = std::string(buf, WriteDouble(buf, max_double));
-        break;
-      case Type::kString:
-        out.min = min_string;
-        out.max = max_string;
-        break;
-      default:
-        out.min = text(min_int);
-        out.max = text(max_int);
-    }
-    return out;
-  }
-};
-
-std::string HexDigest(const unsigned char* digest, unsigned size) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out = "sha256:";
-  for (unsigned i = 0; i < size; ++i) {
-    out.push_back(kHex[digest[i] >> 4]);
-    out.push_back(kHex[digest[i] & 15]);
-  }
-  return out;
-}
 
 class CsvZstWriter : public DataFileWriter {
  public:
@@ -844,10 +841,35 @@ const DataFormat& DefaultDataFormat() {
   return *format;
 }
 
+const DataFormat& ColumnarDataFormat() {
+  static const DataFormat* format = new DataFormat{"col.zst", ".col.zst"};
+  return *format;
+}
+
+const DataFormat& DataFormatFor(const Schema& schema) {
+  for (const Field& f : schema.fields) {
+    if (f.type == Type::kString) return DefaultDataFormat();
+  }
+  return ColumnarDataFormat();
+}
+
+namespace {
+
+bool IsColumnar(const std::filesystem::path& path) {
+  const std::string name = path.filename().string();
+  const std::string& ext = ColumnarDataFormat().extension;
+  return name.size() >= ext.size() && name.compare(name.size() - ext.size(), ext.size(), ext) == 0;
+}
+
+}  // namespace
+
 StatusOr<std::unique_ptr<DataFileWriter>> OpenDataFileWriter(const std::filesystem::path& path,
                                                              std::shared_ptr<const Schema> schema,
                                                              int compression_level) {
   if (schema == nullptr) return InvalidArgumentError("data file writer needs a schema");
+  if (IsColumnar(path)) {
+    return internal::OpenColumnarWriter(path, std::move(schema), compression_level);
+  }
   auto writer = std::make_unique<CsvZstWriter>(path, std::move(schema));
   RETURN_IF_ERROR(writer->Open(compression_level));
   return std::unique_ptr<DataFileWriter>(std::move(writer));
@@ -858,6 +880,10 @@ StatusOr<std::unique_ptr<DataFileReader>> OpenDataFileReader(
     std::shared_ptr<const Schema> read_schema, int threads) {
   if (file_schema == nullptr || read_schema == nullptr) {
     return InvalidArgumentError("data file reader needs both schemas");
+  }
+  if (IsColumnar(path)) {
+    return internal::OpenColumnarReader(path, std::move(file_schema), std::move(read_schema),
+                                        threads);
   }
   auto reader =
       std::make_unique<CsvZstReader>(path, std::move(file_schema), std::move(read_schema), threads);

@@ -1132,7 +1132,10 @@ StatusOr<int64_t> LakeImpl::Expire(const ExpireOptions& options) {
       if (!it->is_regular_file()) continue;
       const std::string name = it->path().filename().string();
       const size_t dash = name.find('-');
-      if (dash != 32 || name.find(DefaultDataFormat().extension) == std::string::npos) continue;
+      if (dash != 32 || (name.find(DefaultDataFormat().extension) == std::string::npos &&
+                         name.find(ColumnarDataFormat().extension) == std::string::npos)) {
+        continue;
+      }
       candidates.emplace_back(it->path(), name.substr(0, 32));
     }
     std::map<std::string, LockState> states;
@@ -1274,7 +1277,7 @@ Status TableWriterImpl::WriteTo(const std::string& partition, const Batch& batch
     }
     std::string rel = "tables/" + table_.name + "/";
     if (!partition.empty()) rel += partition + "/";
-    rel += txn_id_ + "-" + std::to_string(seq_++) + DefaultDataFormat().extension;
+    rel += txn_id_ + "-" + std::to_string(seq_++) + DataFormatFor(*schema_).extension;
     ASSIGN_OR_RETURN(auto writer, OpenDataFileWriter(lake_->root() / rel, schema_,
                                                      lake_->options().compression_level));
     it = open_.emplace(partition, OpenFile{std::move(writer), rel, 0}).first;
@@ -1406,7 +1409,7 @@ StatusOr<SnapshotInfo> TransactionImpl::Commit() {
       RETURN_IF_ERROR(add.Bind(1, id)
                           .Bind(2, f.path)
                           .Bind(3, f.partition)
-                          .Bind(4, DefaultDataFormat().name)
+                          .Bind(4, DataFormatFor(*w->schema()).name)
                           .Bind(5, f.stats.rows)
                           .Bind(6, f.stats.bytes)
                           .Bind(7, f.stats.sha256)

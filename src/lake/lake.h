@@ -2,7 +2,7 @@
 // in which one transaction is one commit.
 //
 //   LAKE/catalog.sqlite                      snapshots, schemas, files, statistics, watermarks
-//   LAKE/tables/<table>/[<col>=<value>/]<uuid>.csv.zst
+//   LAKE/tables/<table>/[<col>=<value>/]<uuid>.csv.zst   (.col.zst: tables without strings)
 //
 // Snapshots are global to the lake and numbered 1, 2, 3...: every commit (to one or several
 // tables at once) creates the next one, with its time, the operation and a summary. A data file
