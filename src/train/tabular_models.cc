@@ -349,7 +349,7 @@ Evaluation ToEvaluation(const TabularTask& task, const std::vector<float>& label
     return out;
   };
   Evaluation evaluation;
-  evaluation.overall = scalars(EvaluateScores(task, labels, scores, threshold));
+  evaluation.overall = scalars(*metrics_json);
   if (slice_column.empty()) return evaluation;
   const int per_row = task.spec.task == Task::kMulticlass ? task.num_classes : 1;
   std::map<std::string, std::vector<size_t>> rows_by_slice;
@@ -367,7 +367,7 @@ Evaluation ToEvaluation(const TabularTask& task, const std::vector<float>& label
     slices[key] = metrics;
     evaluation.slices[key] = scalars(metrics);
   }
-  if (metrics_json != nullptr) (*metrics_json)["slices"] = slices;
+  (*metrics_json)["slices"] = slices;
   return evaluation;
 }
 

@@ -73,8 +73,10 @@ StatusOr<std::unique_ptr<TabularModel>> LoadChampion(const std::filesystem::path
 nlohmann::json EvaluateScores(const TabularTask& task, const std::vector<float>& labels,
                               const std::vector<double>& scores, double threshold);
 
-// The scalar metrics overall and per slice ("<column>=<value>") for the gate; adds the per-slice
-// metrics to `*metrics_json` under "slices" when a slice column is set.
+// The scalar metrics overall and per slice ("<column>=<value>") for the gate. `*metrics_json`
+// holds EvaluateScores(task, labels, scores, threshold) on entry (the overall metrics, which the
+// caller has computed already); the per-slice metrics are added under "slices" when a slice
+// column is set.
 Evaluation ToEvaluation(const TabularTask& task, const std::vector<float>& labels,
                         const std::vector<double>& scores, double threshold,
                         const std::string& slice_column,

@@ -389,11 +389,9 @@ StatusOr<TrainResult> TrainOnTable(const TrainSpec& spec, const RawTable& table,
     const MatrixView champion_view{x_champion.data(), static_cast<int64_t>(split.test.size()),
                                    champion_plan.num_features(), y_test.data()};
     ASSIGN_OR_RETURN(std::vector<double> champion_scores, champion->Score(champion_view));
-    Json champion_metrics;
-    champion_evaluation = ToEvaluation(task, y_test, champion_scores, champion->threshold(),
-                                       spec.slice_column, slice_values, &champion_metrics);
     Json overall = EvaluateScores(task, y_test, champion_scores, champion->threshold());
-    if (champion_metrics.contains("slices")) overall["slices"] = champion_metrics["slices"];
+    champion_evaluation = ToEvaluation(task, y_test, champion_scores, champion->threshold(),
+                                       spec.slice_column, slice_values, &overall);
     champion_json = {{"reference", options.champion->reference}, {"metrics", overall}};
     if (!options.champion->digest.empty()) champion_json["digest"] = options.champion->digest;
   }
