@@ -229,33 +229,7 @@ class ColumnarWriter : public DataFileWriter {
     PutU64(trailer, footer_bytes);
     std::memcpy(trailer + 8, kMagic, sizeof(kMagic));
     RETURN_IF_ERROR(Emit(std::string_view(trailer, sizeof(trailer))));
-    if (::fsync(fd_) != 0) {
-      return InternalError("cannot fsync " + tmp_path_.string() + ": " + ErrnoText(errno));
-    }
-    const int rc = ::close(fd_);
-    fd_ = -1;
-    if (rc != 0) {
-      ::unlink(tmp_path_.c_str());
-      return InternalError("cannot close " + tmp_path_.string() + ": " + ErrnoText(errno));
-    }
-    if (::rename(tmp_path_.c_str(), path_.c_str()) != 0) {
-      const int err = errno;
-      ::unlink(tmp_path_.c_str());
-      return InternalError("cannot rename " + tmp_path_.string() + ": " + ErrnoText(err));
-    }
-    RETURN_IF_ERROR(SyncDirectory(path_.parent_path()));
-    if (path_.parent_path().has_parent_path()) {
-      RETURN_IF_ERROR(SyncDirectory(path_.parent_path().parent_path()));
-    }
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned size = 0;
-    EVP_DigestFinal_ex(sha_, digest, &size);
-    FileStats stats;
-    stats.rows = rows_;
-    stats.bytes = written_;
-    stats.sha256 = HexDigest(digest, size);
-    for (const StatsAccumulator& s : stats_) stats.columns.push_back(s.Finish());
-    return stats;
+    return internal::PublishDataFile(&fd_, tmp_path_, path_, sha_, rows_, written_, stats_);
   }
 
  private:

@@ -130,11 +130,43 @@ std::string HexDigest(const unsigned char* digest, unsigned size) {
   return out;
 }
 
+StatusOr<FileStats> PublishDataFile(int* fd, const std::filesystem::path& tmp_path,
+                                    const std::filesystem::path& path, EVP_MD_CTX* sha,
+                                    int64_t rows, int64_t bytes,
+                                    const std::vector<StatsAccumulator>& columns) {
+  if (::fsync(*fd) != 0) {
+    return InternalError("cannot fsync " + tmp_path.string() + ": " + ErrnoText(errno));
+  }
+  const int rc = ::close(*fd);
+  *fd = -1;
+  if (rc != 0) {
+    ::unlink(tmp_path.c_str());
+    return InternalError("cannot close " + tmp_path.string() + ": " + ErrnoText(errno));
+  }
+  if (::rename(tmp_path.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmp_path.c_str());
+    return InternalError("cannot rename " + tmp_path.string() + ": " + ErrnoText(err));
+  }
+  RETURN_IF_ERROR(SyncDirectory(path.parent_path()));
+  if (path.parent_path().has_parent_path()) {
+    RETURN_IF_ERROR(SyncDirectory(path.parent_path().parent_path()));
+  }
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned size = 0;
+  EVP_DigestFinal_ex(sha, digest, &size);
+  FileStats stats;
+  stats.rows = rows;
+  stats.bytes = bytes;
+  stats.sha256 = HexDigest(digest, size);
+  for (const StatsAccumulator& column : columns) stats.columns.push_back(column.Finish());
+  return stats;
+}
+
 }  // namespace internal
 
 namespace {
 
-using internal::HexDigest;
 using internal::StatsAccumulator;
 
 constexpr size_t kFlushBytes = 1 << 20;  // CSV text handed to zstd at a time
@@ -303,33 +335,7 @@ class CsvZstWriter : public DataFileWriter {
     if (finished_) return FailedPreconditionError("data file writer already finished");
     finished_ = true;
     RETURN_IF_ERROR(Compress(ZSTD_e_end));
-    if (::fsync(fd_) != 0) {
-      return InternalError("cannot fsync " + tmp_path_.string() + ": " + ErrnoText(errno));
-    }
-    const int rc = ::close(fd_);
-    fd_ = -1;
-    if (rc != 0) {
-      ::unlink(tmp_path_.c_str());
-      return InternalError("cannot close " + tmp_path_.string() + ": " + ErrnoText(errno));
-    }
-    if (::rename(tmp_path_.c_str(), path_.c_str()) != 0) {
-      const int err = errno;
-      ::unlink(tmp_path_.c_str());
-      return InternalError("cannot rename " + tmp_path_.string() + ": " + ErrnoText(err));
-    }
-    RETURN_IF_ERROR(SyncDirectory(path_.parent_path()));
-    if (path_.parent_path().has_parent_path()) {
-      RETURN_IF_ERROR(SyncDirectory(path_.parent_path().parent_path()));
-    }
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned size = 0;
-    EVP_DigestFinal_ex(sha_, digest, &size);
-    FileStats stats;
-    stats.rows = rows_;
-    stats.bytes = written_;
-    stats.sha256 = HexDigest(digest, size);
-    for (const StatsAccumulator& s : stats_) stats.columns.push_back(s.Finish());
-    return stats;
+    return internal::PublishDataFile(&fd_, tmp_path_, path_, sha_, rows_, written_, stats_);
   }
 
  private:

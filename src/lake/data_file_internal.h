@@ -3,10 +3,13 @@
 #ifndef EDGELOOP_LAKE_DATA_FILE_INTERNAL_H_
 #define EDGELOOP_LAKE_DATA_FILE_INTERNAL_H_
 
+#include <openssl/evp.h>
+
 #include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "lake/batch.h"
@@ -31,6 +34,15 @@ struct StatsAccumulator {
 
 // "sha256:<hex>" of a finished digest.
 std::string HexDigest(const unsigned char* digest, unsigned size);
+
+// The last step of every format's writer: fsyncs and closes *fd (then -1), renames `tmp_path`
+// to `path` and syncs the folders above it, so the file is durable before anyone can see it;
+// then its stats, with the digest finished from `sha`. A failed fsync leaves *fd open; a failed
+// close or rename removes the temp file.
+StatusOr<FileStats> PublishDataFile(int* fd, const std::filesystem::path& tmp_path,
+                                    const std::filesystem::path& path, EVP_MD_CTX* sha,
+                                    int64_t rows, int64_t bytes,
+                                    const std::vector<StatsAccumulator>& columns);
 
 // The columnar format (data_file.h); only for schemas without string fields.
 StatusOr<std::unique_ptr<DataFileWriter>> OpenColumnarWriter(const std::filesystem::path& path,
