@@ -104,6 +104,37 @@ class BackendNames {
 };
 TYPED_TEST_SUITE(QueueTest, Backends, BackendNames);
 
+TYPED_TEST(QueueTest, CallerChosenIdsWithSeparatorsAndPrioritiesRoundTrip) {
+  // The Redis backend packs type|prio|wall|bytes|id into one field: an id holding the separator,
+  // and negative priorities, must come back unchanged.
+  auto queue = this->Open();
+  ASSERT_NE(queue, nullptr);
+  Event odd = this->MakeEvent("anomaly", "{}");
+  odd.id = "site|7||id|";
+  odd.priority = -3;
+  Event plain = this->MakeEvent("insight", "payload|with|bars");
+  plain.id = "plain";
+  plain.priority = 5;
+  auto appended = queue->Append({odd, plain});
+  ASSERT_TRUE(appended.ok()) << appended.status();
+  auto leases = queue->Lease("w1", 10, seconds(30));
+  ASSERT_TRUE(leases.ok()) << leases.status();
+  ASSERT_EQ(leases->size(), 2u);
+  EXPECT_EQ((*leases)[0].event.id, "plain");  // the higher priority first
+  EXPECT_EQ((*leases)[0].event.priority, 5);
+  EXPECT_EQ((*leases)[0].event.payload, "payload|with|bars");
+  EXPECT_EQ((*leases)[1].event.id, "site|7||id|");
+  EXPECT_EQ((*leases)[1].event.type, "anomaly");
+  EXPECT_EQ((*leases)[1].event.priority, -3);
+  EXPECT_GT((*leases)[1].enqueued_unix_ms, 0);
+  auto acked = queue->AckBatch(*leases);
+  ASSERT_TRUE(acked.ok()) << acked.status();
+  for (const Status& status : *acked) EXPECT_TRUE(status.ok()) << status;
+  auto stats = queue->Stats();
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  EXPECT_EQ(stats->bytes, 0);
+}
+
 TYPED_TEST(QueueTest, AppendedEventIsLeasedOnceAndGoneAfterAck) {
   auto queue = this->Open();
   ASSERT_NE(queue, nullptr);
