@@ -796,8 +796,8 @@ StatusOr<AppendResult> RedisQueue::Append(std::vector<Event> events) {
     std::string prio = std::to_string(event.priority);
     std::string size = std::to_string(stored);
     std::string packed;
-    packed.reserve(event.type.size() + prio.size() + wall.size() + size.size() +
-                   event.id.size() + 4);
+    packed.reserve(event.type.size() + prio.size() + wall.size() + size.size() + event.id.size() +
+                   4);
     packed.append(event.type).append("|").append(prio).append("|").append(wall);
     packed.append("|").append(size).append("|").append(event.id);
     request.args.push_back(std::move(prio));
