@@ -356,19 +356,7 @@ class ColumnarReader : public DataFileReader {
     ZSTD_freeDCtx(dctx);
     RETURN_IF_ERROR(decoded);
     RETURN_IF_ERROR(ParseFooter(text, static_cast<uint64_t>(size) - kTrailerBytes - footer_bytes));
-    for (const Field& f : read_schema_->fields) {
-      int index = -1;
-      for (size_t i = 0; i < file_schema_->fields.size(); ++i) {
-        if (file_schema_->fields[i].id == f.id) index = static_cast<int>(i);
-      }
-      if (index >= 0 && f.type != file_schema_->fields[index].type &&
-          !CanWiden(file_schema_->fields[index].type, f.type)) {
-        return InvalidArgumentError(
-            "column '" + f.name + "' is " + std::string(TypeName(f.type)) + " but " +
-            std::string(TypeName(file_schema_->fields[index].type)) + " in " + path_.string());
-      }
-      mapping_.push_back(index);
-    }
+    ASSIGN_OR_RETURN(mapping_, internal::MapReadColumns(*file_schema_, *read_schema_, path_));
     return Status::Ok();
   }
 

@@ -130,6 +130,26 @@ std::string HexDigest(const unsigned char* digest, unsigned size) {
   return out;
 }
 
+StatusOr<std::vector<int>> MapReadColumns(const Schema& file_schema, const Schema& read_schema,
+                                          const std::filesystem::path& path) {
+  std::vector<int> mapping;
+  mapping.reserve(read_schema.fields.size());
+  for (const Field& f : read_schema.fields) {
+    int index = -1;
+    for (size_t i = 0; i < file_schema.fields.size(); ++i) {
+      if (file_schema.fields[i].id == f.id) index = static_cast<int>(i);
+    }
+    if (index >= 0 && f.type != file_schema.fields[index].type &&
+        !CanWiden(file_schema.fields[index].type, f.type)) {
+      return InvalidArgumentError("column '" + f.name + "' is " + std::string(TypeName(f.type)) +
+                                  " but " + std::string(TypeName(file_schema.fields[index].type)) +
+                                  " in " + path.string());
+    }
+    mapping.push_back(index);
+  }
+  return mapping;
+}
+
 StatusOr<FileStats> PublishDataFile(int* fd, const std::filesystem::path& tmp_path,
                                     const std::filesystem::path& path, EVP_MD_CTX* sha,
                                     int64_t rows, int64_t bytes,
@@ -449,19 +469,7 @@ class CsvZstReader : public DataFileReader {
     dctx_ = ZSTD_createDCtx();
     if (dctx_ == nullptr) return InternalError("cannot create a zstd context");
     in_.resize(ZSTD_DStreamInSize());
-    for (const Field& f : read_schema_->fields) {
-      int index = -1;
-      for (size_t i = 0; i < file_schema_->fields.size(); ++i) {
-        if (file_schema_->fields[i].id == f.id) index = static_cast<int>(i);
-      }
-      if (index >= 0 && f.type != file_schema_->fields[index].type &&
-          !CanWiden(file_schema_->fields[index].type, f.type)) {
-        return InvalidArgumentError(
-            "column '" + f.name + "' is " + std::string(TypeName(f.type)) + " but " +
-            std::string(TypeName(file_schema_->fields[index].type)) + " in " + path_.string());
-      }
-      mapping_.push_back(index);
-    }
+    ASSIGN_OR_RETURN(mapping_, internal::MapReadColumns(*file_schema_, *read_schema_, path_));
     // The header row.
     CsvRecord header;
     ASSIGN_OR_RETURN(const bool got, NextRecord(&header));

@@ -35,6 +35,12 @@ struct StatsAccumulator {
 // "sha256:<hex>" of a finished digest.
 std::string HexDigest(const unsigned char* digest, unsigned size);
 
+// For each column of `read_schema`, the index of the same field (by id) in `file_schema`, or -1
+// when the file does not have it (it reads as null). kInvalidArgument, naming `path`, when a
+// field's type in the file cannot be widened to the one asked for.
+StatusOr<std::vector<int>> MapReadColumns(const Schema& file_schema, const Schema& read_schema,
+                                          const std::filesystem::path& path);
+
 // The last step of every format's writer: fsyncs and closes *fd (then -1), renames `tmp_path`
 // to `path` and syncs the folders above it, so the file is durable before anyone can see it;
 // then its stats, with the digest finished from `sha`. A failed fsync leaves *fd open; a failed
