@@ -1,18 +1,21 @@
 // The col.zst data file format, through the data_file.h interface.
 #include <gtest/gtest.h>
-#include <openssl/evp.h>
 
 #include <cmath>
-#include <cstdio>
 #include <fstream>
-#include <sstream>
 
 #include "common/test_util.h"
 #include "lake/data_file.h"
+#include "lake/data_file_test_util.h"
 #include "lake/value_text.h"
 
 namespace edgeloop::lake {
 namespace {
+
+using data_file_testing::ExpectSameBatch;
+using data_file_testing::ReadAll;
+using data_file_testing::Sha256;
+using data_file_testing::Slurp;
 
 std::shared_ptr<const Schema> Numeric() {
   return std::make_shared<Schema>(Schema{1,
@@ -55,52 +58,6 @@ Batch NumericBatch(int64_t first, int64_t rows) {
     }
   }
   return b;
-}
-
-std::string Slurp(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::string Sha256(const std::string& data) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned size = 0;
-  EVP_Digest(data.data(), data.size(), digest, &size, EVP_sha256(), nullptr);
-  std::string out = "sha256:";
-  char hex[3];
-  for (unsigned i = 0; i < size; ++i) {
-    std::snprintf(hex, sizeof(hex), "%02x", digest[i]);
-    out += hex;
-  }
-  return out;
-}
-
-StatusOr<Batch> ReadAll(const std::filesystem::path& p, std::shared_ptr<const Schema> file_schema,
-                        std::shared_ptr<const Schema> read_schema, int64_t batch_rows,
-                        int threads = 1) {
-  ASSIGN_OR_RETURN(auto reader, OpenDataFileReader(p, file_schema, read_schema, threads));
-  Batch all(read_schema);
-  Batch b;
-  while (true) {
-    ASSIGN_OR_RETURN(const bool more, reader->Next(&b, batch_rows));
-    if (!more) break;
-    EXPECT_LE(b.num_rows(), batch_rows);
-    for (int64_t i = 0; i < b.num_rows(); ++i) all.AppendRow(b, i);
-  }
-  return all;
-}
-
-void ExpectSameBatch(const Batch& a, const Batch& b) {
-  ASSERT_EQ(a.num_rows(), b.num_rows());
-  ASSERT_EQ(a.columns().size(), b.columns().size());
-  for (size_t c = 0; c < a.columns().size(); ++c) {
-    for (int64_t r = 0; r < a.num_rows(); ++r) {
-      ASSERT_EQ(a.column(c).IsNull(r), b.column(c).IsNull(r)) << c << "," << r;
-      ASSERT_EQ(FormatValue(a.column(c), r), FormatValue(b.column(c), r)) << c << "," << r;
-    }
-  }
 }
 
 TEST(ColumnarFileTest, NumericTablesGetTheColumnarFormat) {
